@@ -1,0 +1,72 @@
+"""Typed schema of the Hydra config, registered in the ConfigStore.
+
+A misspelt key or a wrongly typed value (``study.n_trials=abc``) then fails
+while Hydra composes the config, before anything runs. The YAML in ``conf/``
+holds the values; this file holds their types and meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class StudyConfig:
+    name: str = "timeseries"  # Optuna study, MLflow experiment and folder studies/<name>/
+    n_trials: int = 30  # trials to add in this invocation (as optuna's optimize)
+    timeout: float | None = None  # seconds; stop starting new trials after this
+    seed: int | None = 0  # sampler seed; also seeds each trial's weights and batches
+    root: str = "studies"  # where embedded storage, MLflow data and study folders live
+    storage: str = "sqlite:///${study.root}/optuna.db"  # any Optuna storage URL (sqlite, postgresql)
+    metric: str | None = None  # validation metric to optimise; default by task (val_acc, val_rmse)
+    direction: str | None = None  # maximize | minimize; default by metric
+    enqueue: list[Any] = field(default_factory=list)  # parameter sets to try first in a new study
+
+
+@dataclass
+class DataConfig:
+    name: str = "GunPoint"  # a bundled aeon dataset
+    task: str = "classification"  # classification | regression
+    val_fraction: float = 0.2  # of the training split, stratified for classification
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///${study.root}/mlflow.db"  # MLflow tracking URI (sqlite or http://server)
+    artifact_location: str | None = "${study.root}/mlartifacts"  # for new experiments; null lets a server choose
+
+
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of ``lightning.pytorch.Trainer``, for each trial."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    max_epochs: int = 100
+    min_epochs: int | None = None
+    accelerator: str = "auto"
+    devices: Any = 1
+    precision: Any = "32-true"
+    gradient_clip_val: float | None = None
+    deterministic: bool = False
+    enable_progress_bar: bool = False  # one study-wide progress bar instead
+    enable_model_summary: bool = False
+    log_every_n_steps: int = 50
+
+
+@dataclass
+class Config:
+    study: StudyConfig = field(default_factory=StudyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # Lightning callbacks per trial, by _target_
+    space: Any = None  # the search space, validated by hybridsearch.search_space
+    sampler: Any = None  # an optuna sampler, by _target_
+    pruner: Any = None  # an optuna pruner, by _target_
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="schema", node=Config)

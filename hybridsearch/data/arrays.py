@@ -1,0 +1,79 @@
+"""In-memory series: padding, label encoding, splits and scaling statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Unusable data; the message is one line naming the file, key or value."""
+
+
+@dataclass
+class Series:
+    """A set of series ``X`` of shape (n, C, T), zero-padded to T, with true ``lengths`` and targets ``y``."""
+
+    X: np.ndarray
+    lengths: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def take(self, index: np.ndarray) -> Series:
+        return Series(self.X[index], self.lengths[index], self.y[index])
+
+    @property
+    def channels(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def steps(self) -> int:
+        return self.X.shape[2]
+
+
+def pad_series(X: np.ndarray | Sequence[np.ndarray], y: np.ndarray, *, source: str) -> Series:
+    """Stack (n, C, T) or a list of (C, T_i) arrays into a zero-padded float32 array with lengths."""
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        arr = X.astype(np.float32, copy=False)
+        lengths = np.full(len(arr), arr.shape[2], dtype=np.int64)
+    else:
+        items = [np.asarray(x, dtype=np.float32) for x in X]
+        if not items or any(x.ndim != 2 for x in items):
+            raise DataError(f"{source}: expected series of shape (channels, time)")
+        channels = {x.shape[0] for x in items}
+        if len(channels) > 1:
+            raise DataError(f"{source}: series have different channel counts {sorted(channels)}")
+        lengths = np.array([x.shape[1] for x in items], dtype=np.int64)
+        arr = np.zeros((len(items), items[0].shape[0], lengths.max()), dtype=np.float32)
+        for i, x in enumerate(items):
+            arr[i, :, : x.shape[1]] = x
+    if len(arr) != len(y):
+        raise DataError(f"{source}: {len(arr)} series but {len(y)} targets")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{source}: contains NaN or infinite values")
+    return Series(arr, lengths, y)
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) with ``fraction`` of each class in val (at least one where the class has two)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_val = min(len(idx) - 1, max(1, round(fraction * len(idx))))
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def channel_stats(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over the valid (unpadded) steps."""
+    mask = np.arange(series.steps)[None, :] < series.lengths[:, None]  # (n, T)
+    values = np.where(mask[:, None, :], series.X, np.nan)
+    mean = np.nanmean(values, axis=(0, 2))
+    std = np.nanstd(values, axis=(0, 2))
+    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)

@@ -1,0 +1,160 @@
+"""The one LightningModule: wraps any topology with its loss, metrics, optimiser, scaling and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hybridsearch.search_space import build_model
+
+
+class HybridModule(L.LightningModule):
+    """A searched model, ready for ``Trainer.fit``, ``Trainer.predict`` and :meth:`predict`.
+
+    Args:
+        params: the trial's parameters (``topology`` plus hyperparameters).
+        task: 'classification' or 'regression'.
+        in_channels, n_outputs, seq_len: the data's dimensions.
+        classes: original labels, index i being class i (classification).
+        x_mean, x_std: per-channel input scaling fitted on the training split.
+        lr, weight_decay: AdamW settings; ``max_epochs`` sets the cosine schedule's length.
+
+    Example:
+        >>> m = HybridModule({"topology": "fcn"}, in_channels=1, n_outputs=2, seq_len=30, classes=["a", "b"])
+        >>> m.predict(np.zeros((4, 1, 30))).shape
+        (4,)
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        *,
+        task: str = "classification",
+        in_channels: int,
+        n_outputs: int | Sequence[int],
+        seq_len: int,
+        classes: Sequence[Any] | None = None,
+        x_mean: Sequence[float] | None = None,
+        x_std: Sequence[float] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        max_epochs: int = 100,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.task = task
+        out = n_outputs if isinstance(n_outputs, int) else tuple(n_outputs)
+        self.model = build_model(dict(params), in_channels=in_channels, n_outputs=out, seq_len=seq_len)
+        self.classes = list(classes or [])
+        mean = torch.tensor(x_mean if x_mean is not None else [0.0] * in_channels, dtype=torch.float32)
+        std = torch.tensor(x_std if x_std is not None else [1.0] * in_channels, dtype=torch.float32)
+        self.register_buffer("x_mean", mean.view(1, -1, 1))
+        self.register_buffer("x_std", std.view(1, -1, 1))
+        self.seq_len = seq_len
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Raw series (B, C, T) -> logits (classification) or values."""
+        if lengths is not None and bool((lengths >= x.shape[-1]).all()):
+            lengths = None  # nothing padded: take the unmasked fast path
+        return self.model((x - self.x_mean) / self.x_std, lengths)
+
+    def _loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out.reshape(y.shape), y)
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, lengths, y = batch
+        loss = self._loss(self(x, lengths), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}")
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> None:
+        x, lengths, y = batch
+        out = self(x, lengths)
+        metrics = {f"{prefix}_loss": self._loss(out, y)}
+        if self.task == "classification":
+            metrics[f"{prefix}_acc"] = (out.argmax(dim=-1) == y).float().mean()
+        else:
+            err = out.reshape(y.shape) - y
+            metrics[f"{prefix}_mae"] = err.abs().mean()
+            metrics[f"{prefix}_rmse"] = err.pow(2).mean().sqrt()
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(x))
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Class probabilities (classification) or predicted values, for ``Trainer.predict``."""
+        x, lengths = batch[0], batch[1] if len(batch) > 1 else None
+        out = self(x, lengths)
+        return out.softmax(dim=-1) if self.task == "classification" else out
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_epochs))
+        return {"optimizer": opt, "lr_scheduler": schedule}
+
+    @torch.no_grad()
+    def predict(self, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+        """Predict from a NumPy array (n, channels, time): labels in the original label space, or values."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3 or X.shape[1] != self.hparams.in_channels:
+            raise ValueError(f"X must have shape (n, {self.hparams.in_channels}, time), got {X.shape}")
+        was_training = self.training
+        self.eval()
+        outs = []
+        for i in range(0, len(X), batch_size):
+            x = torch.from_numpy(X[i : i + batch_size]).to(self.device)
+            lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=self.device)
+            outs.append(self(x, lens).cpu())
+        self.train(was_training)
+        out = torch.cat(outs).numpy()
+        if self.task == "classification":
+            return np.asarray(self.classes, dtype=object)[out.argmax(axis=-1)].astype(type(self.classes[0]))
+        return out
+
+    @torch.no_grad()
+    def score(self, X: np.ndarray, lengths: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
+        """Test metrics on encoded targets: accuracy (classification) or MAE, RMSE and R^2."""
+        out = self.predict(X, lengths)
+        if self.task == "classification":
+            truth = np.asarray(self.classes, dtype=object)[y].astype(out.dtype)
+            return {"accuracy": float((out == truth).mean())}
+        err = out.reshape(y.shape) - y
+        total = float(((y - y.mean()) ** 2).sum()) or 1.0
+        return {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "r2": 1.0 - float((err**2).sum()) / total,
+        }
+
+
+def load_best(path: str | Path, map_location: str | torch.device = "cpu") -> HybridModule:
+    """Load the best model of a study.
+
+    Args:
+        path: a study folder (``studies/<name>``, holding ``best.ckpt``) or a checkpoint file.
+
+    Example:
+        >>> model = load_best("studies/timeseries")  # doctest: +SKIP
+        >>> model.predict(X)  # labels in the original label space  # doctest: +SKIP
+    """
+    path = Path(path)
+    ckpt = path / "best.ckpt" if path.is_dir() else path
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt}: no best model here; has the study completed a trial?")
+    module = HybridModule.load_from_checkpoint(ckpt, map_location=map_location)
+    return module.eval()

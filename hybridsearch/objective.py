@@ -1,0 +1,175 @@
+"""One trial: sample -> build -> train with pruning -> keep the best epoch -> report."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+import torch
+from hydra.utils import instantiate
+from optuna_integration import PyTorchLightningPruningCallback
+
+from hybridsearch.data import TaskData
+from hybridsearch.module import HybridModule
+from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
+from hybridsearch.tracking import Tracker
+
+
+class BestEpoch(L.Callback):
+    """Keeps, in memory, the weights of the epoch with the best monitored metric (ties: lower val_loss)."""
+
+    def __init__(self, monitor: str, direction: str) -> None:
+        self.monitor, self.sign = monitor, 1.0 if direction == "maximize" else -1.0
+        self.key: tuple[float, float] | None = None
+        self.value: float | None = None
+        self.epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        loss = float(trainer.callback_metrics.get("val_loss", math.inf))
+        key = (self.sign * value, -loss)
+        if math.isfinite(value) and (self.key is None or key > self.key):
+            self.key, self.value, self.epoch = key, value, trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:1000]
+
+
+class Objective:
+    """The function Optuna calls for each trial.
+
+    Args:
+        data: the task's splits, loaded once per worker.
+        space: the parsed search space.
+        trainer_cfg: keyword arguments of ``lightning.Trainer`` (with ``_target_``).
+        callbacks_cfg: extra Lightning callbacks by name (with ``_target_``), built fresh each trial.
+        metric, direction: what to optimise, e.g. ``val_acc`` / ``maximize``.
+        study_dir: where the best trial's checkpoint is written.
+        tracker: MLflow bookkeeping, or None.
+        seed: base seed; trial ``n`` uses ``seed + n``.
+    """
+
+    def __init__(
+        self,
+        *,
+        data: TaskData,
+        space: Space,
+        trainer_cfg: Mapping[str, Any],
+        callbacks_cfg: Mapping[str, Any],
+        metric: str,
+        direction: str,
+        study_dir: Path,
+        tracker: Tracker | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        self.data, self.space, self.metric, self.direction = data, space, metric, direction
+        self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
+        self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
+        self.x_mean, self.x_std = data.scaling()
+
+    def build(self, params: Mapping[str, Any]) -> HybridModule:
+        """The LightningModule for a set of trial parameters."""
+        d = self.data
+        return HybridModule(
+            dict(params),
+            task=d.task,
+            in_channels=d.in_channels,
+            n_outputs=d.n_outputs,
+            seq_len=d.seq_len,
+            classes=d.classes,
+            x_mean=self.x_mean,
+            x_std=self.x_std,
+            max_epochs=self.trainer_cfg["max_epochs"],
+            **{k: v for k, v in training_arguments(params).items() if k != "batch_size"},
+        )
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = sample(trial, self.space)
+        _, notes = model_arguments(params, self.data.seq_len)
+        if notes:
+            trial.set_user_attr("adjustments", notes)
+        trial.set_user_attr("topology", params["topology"])
+        run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
+        if run_id:
+            trial.set_user_attr("mlflow_run_id", run_id)
+        finish: Callable[..., None] = self.tracker.end_trial if self.tracker and run_id else _noop
+        try:
+            value, attrs = self._train(trial, params, run_id)
+        except optuna.TrialPruned:
+            finish(run_id, "PRUNED", attrs=trial.user_attrs)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            finish(run_id, "FAIL", reason="interrupted")
+            raise KeyboardInterrupt from None  # optuna then marks the trial FAIL and stops
+        except Exception as err:
+            reason = one_line(err)
+            trial.set_user_attr("fail_reason", reason)
+            finish(run_id, "FAIL", attrs=trial.user_attrs, reason=reason)
+            raise
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        finish(run_id, "COMPLETE", attrs=attrs)
+        return value
+
+    def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
+        seed = None if self.seed is None else self.seed + trial.number
+        if seed is not None:
+            L.seed_everything(seed, workers=True, verbose=False)
+        module = self.build(params)
+        trial.set_user_attr("n_params", count_parameters(module))
+        batch_size = int(params.get("batch_size", 32))
+        best = BestEpoch(self.metric, self.direction)
+        callbacks: list[L.Callback] = [best]
+        if run_id and self.tracker:
+            callbacks.append(self.tracker.epoch_logger(run_id))
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+        callbacks.extend(instantiate(c) for c in self.callbacks_cfg.values() if c)
+        trainer: L.Trainer = instantiate(
+            self.trainer_cfg, callbacks=callbacks, logger=False, enable_checkpointing=False, num_sanity_val_steps=0
+        )
+        start = time.perf_counter()
+        trainer.fit(
+            module,
+            self.data.loader("train", batch_size, shuffle=True, seed=seed or 0),
+            self.data.loader("val", max(batch_size, 256)),
+        )
+        elapsed = time.perf_counter() - start
+        epochs = trainer.current_epoch
+        attrs = {"epochs": epochs, "seconds_per_epoch": round(elapsed / max(1, epochs), 4)}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if best.state is None or best.value is None:
+            raise RuntimeError(f"no finite {self.metric} was measured in {epochs} epochs")
+        trial.set_user_attr("best_epoch", best.epoch)
+        module.load_state_dict(best.state)
+        if self._is_best(trial, best.value):
+            path = self.study_dir / "trials" / f"trial-{trial.number}.ckpt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(path, weights_only=True)
+            trial.set_user_attr("checkpoint", str(path))
+        return best.value, {**trial.user_attrs, self.metric: best.value}
+
+    def _is_best(self, trial: optuna.Trial, value: float) -> bool:
+        """Whether no finished trial of the study beats ``value`` (so its weights are worth keeping)."""
+        try:
+            current = trial.study.best_value
+        except ValueError:  # no complete trial yet
+            return True
+        return value >= current if self.direction == "maximize" else value <= current
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None

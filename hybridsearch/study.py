@@ -1,0 +1,335 @@
+"""Create or resume a study, run its trials, evaluate the best model once on test, write the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from tqdm.auto import tqdm
+
+from hybridsearch.data import DataError, TaskData, prepare
+from hybridsearch.module import load_best
+from hybridsearch.objective import Objective
+from hybridsearch.search_space import Space, SpaceError, parse_space, sample
+from hybridsearch.tracking import Tracker, TrackingError
+
+DEFAULT_METRIC = {"classification": ("val_acc", "maximize"), "regression": ("val_rmse", "minimize")}
+HEARTBEAT_S, GRACE_S = 20, 60  # a trial whose worker is silent this long is failed and retried
+
+
+class ConfigError(ValueError):
+    """A bad setting; one line naming the key."""
+
+
+class StorageError(RuntimeError):
+    """The Optuna storage cannot be opened; one line naming the URL."""
+
+
+USER_ERRORS = (ConfigError, SpaceError, DataError, StorageError, TrackingError)
+
+
+def quiet_libraries() -> None:
+    """One progress bar for the study; keep warnings that matter, drop per-trial chatter."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for message in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def open_storage(url: str) -> RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL) with heartbeats, so a dead worker's trial is failed and retried."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )
+    except Exception as err:
+        raise StorageError(f"study.storage: cannot open {url}: {_first_line(err)}") from None
+
+
+def _settings(cfg: DictConfig) -> tuple[str, str]:
+    """Check the study settings; return (metric, direction)."""
+    s = cfg.study
+    if s.n_trials is not None and s.n_trials < 0:
+        raise ConfigError(f"study.n_trials: must be 0 or more, got {s.n_trials}")
+    if s.timeout is not None and s.timeout <= 0:
+        raise ConfigError(f"study.timeout: must be a positive number of seconds or null, got {s.timeout}")
+    if not s.name or "/" in s.name:
+        raise ConfigError(f"study.name: must be a non-empty name without '/', got {s.name!r}")
+    if cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs: must be 1 or more, got {cfg.trainer.max_epochs}")
+    task = cfg.data.task
+    if task not in DEFAULT_METRIC:
+        raise ConfigError(f"data.task: unknown task {task!r}; valid: {', '.join(DEFAULT_METRIC)}")
+    metric, direction = DEFAULT_METRIC[task]
+    metric = s.metric or metric
+    direction = s.direction or ("maximize" if metric.endswith(("acc", "r2")) else direction)
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError(f"study.direction: must be maximize or minimize, got {direction!r}")
+    return metric, direction
+
+
+def _instantiate(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except Exception as err:
+        raise ConfigError(f"{key}: cannot build {cfg[key].get('_target_')!r}: {_first_line(err)}") from None
+
+
+def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
+    trials = []
+    for i, params in enumerate(OmegaConf.to_container(cfg.study.enqueue, resolve=True) or []):
+        if params.get("topology") not in space.topologies:
+            continue  # a known-good trial for a topology outside this search
+        try:
+            sample(optuna.trial.FixedTrial(params), space)
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"study.enqueue[{i}]: {_first_line(err)}") from None
+        trials.append(params)
+    return trials
+
+
+def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: str, direction: str) -> optuna.Study:
+    """Create the study, or resume it after checking that it searches the same task."""
+    name = cfg.study.name
+    identity = {"dataset": data.name, "task": data.task, "metric": metric}
+    exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    if exists:
+        for key, value in identity.items():
+            stored = study.user_attrs.get(key)
+            if stored is not None and stored != value:
+                raise ConfigError(
+                    f"study.name={name}: this study searched {key}={stored}, not {value}; "
+                    "pick another study.name for a new search"
+                )
+        if study.direction.name.lower() != direction:
+            raise ConfigError(f"study.direction: study {name!r} is {study.direction.name.lower()}, not {direction}")
+    else:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("data", data.describe())
+        study.set_metric_names([metric])
+    return study
+
+
+class Progress:
+    """One live line for the study: trials done / pruned / failed, best value, elapsed time."""
+
+    def __init__(self, total: int | None, metric: str) -> None:
+        self.metric = metric
+        self.counts: Counter[str] = Counter()
+        self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.counts[trial.state.name] += 1
+        best = next((t.value for t in [_best_trial(study)] if t is not None), None)
+        best_text = "-" if best is None else f"{best:.4f}"
+        c = self.counts
+        self.bar.set_postfix_str(
+            f"complete {c['COMPLETE']}, pruned {c['PRUNED']}, failed {c['FAIL']} | best {self.metric} {best_text}"
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def run_study(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or resume) the study that ``cfg`` describes and return its summary.
+
+    Everything a user can get wrong is checked before any trial, and before
+    the storage is touched: settings, search space, sampler, pruner, data.
+    """
+    quiet_libraries()
+    metric, direction = _settings(cfg)
+    space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
+    enqueue = _check_enqueue(cfg, space)
+    pruner = _instantiate(cfg, "pruner")
+    data = prepare(cfg.data.name, task=cfg.data.task, val_fraction=cfg.data.val_fraction, seed=cfg.study.seed or 0)
+    storage = open_storage(cfg.study.storage)
+    tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
+    study = _load_study(cfg, storage, data, metric, direction)
+    n_before = len(study.trials)
+    seed_kwargs = {"seed": cfg.study.seed + n_before} if cfg.study.seed is not None and "seed" in cfg.sampler else {}
+    study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
+    study.pruner = pruner
+    if n_before == 0:
+        for params in enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+
+    study_dir = Path(cfg.study.root) / cfg.study.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    tracker.start_parent(
+        f"{cfg.study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        params={"data": data.name, "topologies": ",".join(space.topologies), "n_trials": cfg.study.n_trials},
+        tags={"optuna_storage": cfg.study.storage, "optuna_study": cfg.study.name, "data": data.describe()},
+    )
+    objective = Objective(
+        data=data,
+        space=space,
+        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+        callbacks_cfg=OmegaConf.to_container(cfg.callbacks, resolve=True),
+        metric=metric,
+        direction=direction,
+        study_dir=study_dir,
+        tracker=tracker,
+        seed=cfg.study.seed,
+    )
+    print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}")
+    progress = Progress(cfg.study.n_trials, metric)
+    status = "FAILED"
+    try:
+        study.optimize(
+            objective, n_trials=cfg.study.n_trials, timeout=cfg.study.timeout, callbacks=[progress], catch=(Exception,)
+        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        progress.close()
+        tracker.end_parent(status)
+    summary = summarize(study, data, study_dir, cfg, metric, direction, tracker)
+    return summary
+
+
+def summarize(
+    study: optuna.Study,
+    data: TaskData,
+    study_dir: Path,
+    cfg: DictConfig,
+    metric: str,
+    direction: str,
+    tracker: Tracker,
+) -> dict[str, Any]:
+    """Score the best model once on the held-out test split, copy it to best.ckpt, write summary.json."""
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    failures = Counter(t.user_attrs.get("fail_reason", "unknown") for t in trials if t.state.name == "FAIL")
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "data": data.describe(),
+        "metric": metric,
+        "direction": direction,
+        "best_trial": None,
+        "best_value": None,
+        "best_params": None,
+        "test_metrics": None,
+        "checkpoint": None,
+        "mlflow_run_id": None,
+        "mlflow_parent_run_id": tracker.parent_run_id,
+        "storage": cfg.study.storage,
+        "tracking_uri": cfg.tracking.uri,
+        "trials": {state: counts.get(state, 0) for state in ("complete", "pruned", "fail", "running", "waiting")},
+        "failures": dict(failures.most_common()),
+    }
+    best = _best_trial(study)
+    if best is not None and best.user_attrs.get("checkpoint"):
+        checkpoint = study_dir / "best.ckpt"
+        shutil.copyfile(best.user_attrs["checkpoint"], checkpoint)
+        model = load_best(checkpoint)
+        test_metrics = model.score(data.test.X, data.test.lengths, data.test.y)
+        summary.update(
+            best_trial=best.number,
+            best_value=best.value,
+            best_params=best.params,
+            best_attrs={k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs},
+            test_metrics=test_metrics,
+            checkpoint=str(checkpoint),
+            mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
+        )
+        if tracker.parent_run_id:
+            tracker.log_metrics(tracker.parent_run_id, {f"best_{metric}": best.value, **{
+                f"test_{k}": v for k, v in test_metrics.items()}})
+            tracker.log_artifact(tracker.parent_run_id, checkpoint)
+    path = study_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if tracker.parent_run_id:
+        tracker.log_artifact(tracker.parent_run_id, path)
+    return summary
+
+
+def dashboard_commands(storage: str, tracking_uri: str) -> list[str]:
+    mlflow = (
+        f"open {tracking_uri}"
+        if tracking_uri.startswith("http")
+        else f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+    )
+    return [f"optuna-dashboard {storage} --port 8080", mlflow]
+
+
+def report(summary: dict[str, Any]) -> str:
+    """The final printout: best architecture, its scores, and how to look at the study."""
+    t = summary["trials"]
+    lines = [
+        f"\nstudy {summary['study']!r}: {t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed",
+    ]
+    for reason, n in summary["failures"].items():
+        lines.append(f"  failed x{n}: {reason}")
+    if summary["best_trial"] is None:
+        lines.append("no trial completed yet: no best model")
+    else:
+        params = dict(summary["best_params"])
+        topology = params.pop("topology")
+        tests = ", ".join(f"{k} {v:.4f}" for k, v in summary["test_metrics"].items())
+        lines += [
+            f"best trial #{summary['best_trial']}: {topology}",
+            "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
+            f"  validation {summary['metric']} {summary['best_value']:.4f} | test {tests}",
+            f"  model: {summary['checkpoint']}  (hybridsearch.load_best({str(Path(summary['checkpoint']).parent)!r}))",
+        ]
+    lines.append("dashboards:")
+    lines += [f"  {c}" for c in dashboard_commands(summary["storage"], summary["tracking_uri"])]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def main(cfg: DictConfig) -> None:
+    """The command line's task: run, print the report; bad input is one line on stderr and exit code 2."""
+    try:
+        summary = run_study(cfg)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(report(summary))

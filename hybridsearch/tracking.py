@@ -1,0 +1,134 @@
+"""Everything MLflow: one experiment per study, a parent run per invocation, a nested run per trial."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+# MLflow run status for each final Optuna trial state.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or database cannot be used; one line naming the URI."""
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def _artifact_uri(location: str | None, tracking_uri: str) -> str | None:
+    """Local paths become file URIs; a remote server chooses its own unless given a URI."""
+    if not location:
+        return None
+    if "://" in location or location.startswith("mlflow-artifacts:"):
+        return location
+    return None if _is_remote(tracking_uri) else Path(location).resolve().as_uri()
+
+
+class Tracker:
+    """MLflow bookkeeping of one study invocation.
+
+    Args:
+        uri: tracking URI (``sqlite:///...`` or ``http://host:port``).
+        experiment: experiment name; the study's name.
+        artifact_location: where a new experiment keeps artifacts (a local path or URI).
+    """
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        self.uri = uri
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=_artifact_uri(artifact_location, uri)
+                )
+            else:
+                self.experiment_id = found.experiment_id
+        except Exception as err:  # MLflow raises many kinds; all mean the same to a user
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrackingError(f"tracking.uri: cannot use MLflow at {uri}: {reason[:300]}") from None
+        self.parent_run_id: str | None = None
+
+    def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(self.parent_run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return self.parent_run_id
+
+    def end_parent(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    def start_trial(self, number: int, params: Mapping[str, Any]) -> str:
+        tags = {MLFLOW_RUN_NAME: f"trial-{number}", "trial_number": str(number), "state": "RUNNING"}
+        if self.parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def end_trial(
+        self, run_id: str, state: str, *, attrs: Mapping[str, Any] | None = None, reason: str | None = None
+    ) -> None:
+        tags = {"state": state, **{k: str(v) for k, v in (attrs or {}).items()}}
+        if reason:
+            tags["fail_reason"] = reason[:5000]
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=RUN_STATUS.get(state, "FAILED"))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def epoch_logger(self, run_id: str, flush_every_s: float = 10.0) -> EpochMetrics:
+        return EpochMetrics(self, run_id, flush_every_s)
+
+
+class EpochMetrics(L.Callback):
+    """Sends each epoch's train and validation metrics to a run, batched so logging stays cheap."""
+
+    def __init__(self, tracker: Tracker, run_id: str, flush_every_s: float) -> None:
+        self.tracker, self.run_id, self.flush_every_s = tracker, run_id, flush_every_s
+        self.buffer: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
+        now = int(time.time() * 1000)
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(prefix):
+                self.buffer.append(Metric(key, float(value), now, trainer.current_epoch))
+        if time.monotonic() - self.last_flush > self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), 1000):  # MLflow's batch limit
+            self.tracker.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
+        self.buffer.clear()
+        self.last_flush = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._collect(trainer, "val_")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._collect(trainer, "train_")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.flush()
