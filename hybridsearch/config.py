@@ -7,10 +7,16 @@ holds the values; this file holds their types and meaning.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
 
 @dataclass
@@ -70,3 +76,38 @@ class Config:
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+_DETAIL = ("full_key:", "reference_type=", "object_type=", "provider=")
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, without their internals, on one line."""
+    parts: list[str] = []
+    for e in (err, err.__cause__):
+        for line in str(e or "").splitlines():
+            line = line.strip()
+            if line.startswith("Config search path"):
+                break
+            if line and not line.startswith(_DETAIL) and line not in parts:
+                parts.append(line)
+    return " ".join(parts) or type(err).__name__
+
+
+def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
+    """Turn a config error raised while Hydra composes (a misspelt key, a wrong type, an unknown
+    config group option) into one line on stderr and exit code 2. ``HYDRA_FULL_ERROR=1`` keeps
+    Hydra's own report with its stack trace."""
+
+    @functools.wraps(main)
+    def wrapper() -> None:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return main()
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # makes Hydra raise instead of printing a report
+        try:
+            return main()
+        except (HydraException, OmegaConfBaseException) as err:
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

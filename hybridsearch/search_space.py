@@ -99,6 +99,8 @@ def _parse_param(key: str, name: str, spec: Any, topologies: tuple[str, ...]) ->
     for_topologies = spec.get("topologies")
     if for_topologies is None:
         for_topologies = [t for t in TOPOLOGIES if name in constructor_args(t)] if key == "space.model" else TOPOLOGIES
+        if not for_topologies and not spec.get("per_layer"):
+            raise SpaceError(f"{where}: no topology takes {name!r}; list the topologies that use it in 'topologies'")
     for t in for_topologies:
         if t not in TOPOLOGIES:
             raise SpaceError(f"{where}.topologies: unknown topology {t!r}; valid: {', '.join(TOPOLOGIES)}")
@@ -285,4 +287,3 @@ __all__ = [
     "sample",
     "training_arguments",
 ]
-

@@ -58,11 +58,12 @@ def open_storage(url: str) -> RDBStorage:
     """An RDB storage (SQLite or PostgreSQL) with heartbeats, so a dead worker's trial is failed and retried."""
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
@@ -153,10 +154,10 @@ class Progress:
         best = next((t.value for t in [_best_trial(study)] if t is not None), None)
         best_text = "-" if best is None else f"{best:.4f}"
         c = self.counts
+        self.bar.update(1)
         self.bar.set_postfix_str(
             f"complete {c['COMPLETE']}, pruned {c['PRUNED']}, failed {c['FAIL']} | best {self.metric} {best_text}"
         )
-        self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()
@@ -274,8 +275,10 @@ def summarize(
             mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
         )
         if tracker.parent_run_id:
-            tracker.log_metrics(tracker.parent_run_id, {f"best_{metric}": best.value, **{
-                f"test_{k}": v for k, v in test_metrics.items()}})
+            tracker.log_metrics(
+                tracker.parent_run_id,
+                {f"best_{metric}": best.value, **{f"test_{k}": v for k, v in test_metrics.items()}},
+            )
             tracker.log_artifact(tracker.parent_run_id, checkpoint)
     path = study_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")

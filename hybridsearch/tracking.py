@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ def _artifact_uri(location: str | None, tracking_uri: str) -> str | None:
     return None if _is_remote(tracking_uri) else Path(location).resolve().as_uri()
 
 
+def _check_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when the server is down."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            response.read()
+    except (OSError, ValueError) as err:
+        raise TrackingError(f"tracking.uri: no MLflow server answers at {uri}: {err}") from None
+
+
 class Tracker:
     """MLflow bookkeeping of one study invocation.
 
@@ -44,6 +54,8 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
         self.uri = uri
+        if _is_remote(uri):
+            _check_server(uri)
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(uri)

@@ -73,9 +73,7 @@ def _pad_to(series: Series, steps: int) -> Series:
     return Series(X, series.lengths, series.y)
 
 
-def prepare(
-    name: str, *, task: str = "classification", val_fraction: float = 0.2, seed: int = 0
-) -> TaskData:
+def prepare(name: str, *, task: str = "classification", val_fraction: float = 0.2, seed: int = 0) -> TaskData:
     """Load a dataset and split it; the test split is held out untouched.
 
     Raises:

@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from hybridsearch.models import HYBRIDS, TOPOLOGIES
+from hybridsearch.search_space import count_parameters
+
+SEQ = 40
+# Small settings so the whole matrix runs in seconds; every knob the constructors share is exercised.
+SMALL = {
+    "feature_extractor": {"patch_len": 8, "patch_overlap": 0.5, "conv_channels": [8, 8], "conv_kernel": [3, 5]},
+    "parallel": {"conv_channels": [8, 8], "conv_kernel": [5, 3], "fusion": "gate"},
+    "cascade": {"conv_channels": [8, 8], "conv_kernel": [3, 3], "pool": "avg", "pool_size": 2},
+    "conv_gated": {"patch_len": 8, "lstm_hidden": 8, "lstm_layers": 2},
+    "lstm": {"lstm_hidden": 8, "bidirectional": True},
+    "fcn": {"conv_channels": [8, 8], "conv_kernel": [3, 3]},
+}
+HEADS = {"classification": 3, "regression": 1, "forecasting": (2, 5)}
+
+
+def make(topology: str, channels: int, out, **overrides) -> torch.nn.Module:
+    return TOPOLOGIES[topology](channels, out, SEQ, **{**SMALL[topology], **overrides})
+
+
+def test_registry_has_the_four_hybrids_and_two_references() -> None:
+    assert set(HYBRIDS) == {"feature_extractor", "parallel", "cascade", "conv_gated"}
+    assert set(TOPOLOGIES) == set(HYBRIDS) | {"lstm", "fcn"}
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("head", list(HEADS))
+@pytest.mark.parametrize("variable", [False, True])
+def test_output_shape_and_backward(topology: str, channels: int, head: str, variable: bool) -> None:
+    out = HEADS[head]
+    model = make(topology, channels, out)
+    x = torch.randn(5, channels, SEQ)
+    lengths = torch.tensor([40, 33, 20, 9, 40]) if variable else None
+    y = model(x, lengths)
+    expected = (5, *((out,) if isinstance(out, int) else out))
+    assert y.shape == expected
+    y.pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_padding_changes_nothing(topology: str, channels: int) -> None:
+    """A padded series with its length gives the output of the unpadded series, whatever the padding holds."""
+    model = make(topology, channels, 4).eval()
+    lengths = torch.tensor([40, 31, 17, 6])
+    x = torch.randn(4, channels, SEQ)
+    padded = x.clone()
+    for i, n in enumerate(lengths.tolist()):
+        padded[i, :, n:] = 1e3 * torch.randn(channels, SEQ - n)  # garbage, not zeros
+    with torch.no_grad():
+        batch = model(padded, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone = model(x[i : i + 1, :, :n])
+            torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+def test_padding_never_reaches_the_gradient(topology: str) -> None:
+    model = make(topology, 2, 3).train()
+    x = torch.randn(3, 2, SEQ, requires_grad=True)
+    lengths = torch.tensor([40, 25, 12])
+    model(x, lengths).sum().backward()
+    assert x.grad[1, :, 25:].abs().sum() == 0
+    assert x.grad[2, :, 12:].abs().sum() == 0
+    assert x.grad[1, :, :25].abs().sum() > 0
+
+
+@pytest.mark.parametrize("topology", ["feature_extractor", "parallel", "cascade", "fcn"])
+def test_parameter_count_follows_kernels_and_widths(topology: str) -> None:
+    base = count_parameters(make(topology, 2, 3))
+    wider_kernel = count_parameters(make(topology, 2, 3, conv_kernel=[7, 7]))
+    wider_conv = count_parameters(make(topology, 2, 3, conv_channels=[16, 16]))
+    assert wider_kernel > base
+    assert wider_conv > base
+
+
+@pytest.mark.parametrize("topology", ["feature_extractor", "parallel", "cascade", "conv_gated", "lstm"])
+def test_parameter_count_follows_lstm_width(topology: str) -> None:
+    assert count_parameters(make(topology, 2, 3, lstm_hidden=32)) > count_parameters(
+        make(topology, 2, 3, lstm_hidden=8)
+    )
+
+
+def test_conv_gated_gate_kernel_changes_parameters() -> None:
+    assert count_parameters(make("conv_gated", 1, 2, gate_kernel=7)) > count_parameters(make("conv_gated", 1, 2))
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "gate"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_parallel_fusion_and_dimension_shuffle(fusion: str, shuffle: bool) -> None:
+    model = make("parallel", 3, 2, fusion=fusion, dimension_shuffle=shuffle, lstm_hidden=6)
+    assert model.lstm.input_size == (SEQ if shuffle else 3)
+    assert model(torch.randn(2, 3, SEQ)).shape == (2, 2)
+
+
+def test_dimension_shuffle_rejects_series_longer_than_seq_len() -> None:
+    model = make("parallel", 1, 2, dimension_shuffle=True)
+    with pytest.raises(ValueError, match="seq_len"):
+        model(torch.randn(2, 1, SEQ + 5))
+
+
+def test_window_longer_than_series_is_padded_to_one_window() -> None:
+    model = make("feature_extractor", 1, 2, patch_len=64)
+    assert model(torch.randn(2, 1, SEQ)).shape == (2, 2)

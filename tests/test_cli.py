@@ -1,0 +1,137 @@
+"""End to end: the command line in a subprocess, in a temporary folder, with a tiny budget."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+README = Path(__file__).parents[1] / "README.md"
+TINY = [
+    "+study=timeseries",
+    "data.name=ItalyPowerDemand",
+    "trainer.max_epochs=3",
+    "study.n_trials=3",
+    "study.name=tiny",
+    "space.model.conv_channels.high=32",
+    "space.model.lstm_hidden.high=32",
+]
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hybridsearch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    cwd = tmp_path_factory.mktemp("cli")
+    first = run_cli(cwd, *TINY)
+    second = run_cli(cwd, *TINY, "study.n_trials=2")
+    return cwd, first, second
+
+
+@pytest.mark.slow
+def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
+    cwd, first, second = finished
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads((cwd / "studies" / "tiny" / "summary.json").read_text())
+    assert summary["study"] == "tiny" and summary["metric"] == "val_acc" and summary["direction"] == "maximize"
+    assert summary["storage"] == "sqlite:///studies/optuna.db"
+
+    # Optuna: the second run added its trials to the same study.
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{cwd}/studies/optuna.db")
+    assert len(study.trials) == 5
+    assert sum(summary["trials"].values()) == 5
+    assert summary["best_trial"] == study.best_trial.number
+    assert summary["best_value"] == pytest.approx(study.best_value)
+    assert summary["best_params"] == study.best_params and "topology" in summary["best_params"]
+
+    # MLflow: one experiment, a parent run per invocation, a nested run per trial with the trial's state.
+    client = MlflowClient(f"sqlite:///{cwd}/studies/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 2 and len(children) == 5
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {p.info.run_id for p in parents}
+    by_number = {int(r.data.tags["trial_number"]): r for r in children}
+    for trial in study.trials:
+        run = by_number[trial.number]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.data.tags["state"] == trial.state.name
+        assert run.data.params["topology"] == trial.params["topology"]
+        assert client.get_metric_history(run.info.run_id, "val_acc")
+    assert summary["mlflow_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
+    parent = client.get_run(summary["mlflow_parent_run_id"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best.ckpt", "summary.json"} <= artifacts
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"])
+
+    # The best model reloads and scores what the summary says on the test split.
+    from aeon.datasets import load_classification
+
+    from hybridsearch import load_best
+
+    model = load_best(cwd / "studies" / "tiny")
+    X, y = load_classification("ItalyPowerDemand", split="test")
+    assert np.mean(model.predict(X) == y) == pytest.approx(summary["test_metrics"]["accuracy"])
+    assert summary["checkpoint"] == "studies/tiny/best.ckpt"
+
+    # The final printout names the best architecture and the dashboard commands.
+    out = second.stdout
+    assert f"best trial #{summary['best_trial']}: {summary['best_params']['topology']}" in out
+    assert "optuna-dashboard sqlite:///studies/optuna.db" in out
+    assert "mlflow ui --backend-store-uri sqlite:///studies/mlflow.db" in out
+    assert "2 earlier trial" not in first.stdout and "3 earlier trial(s)" in second.stdout
+
+
+@pytest.mark.slow
+def test_readme_reuse_snippet_runs(finished) -> None:
+    cwd, first, _ = finished
+    assert first.returncode == 0
+    snippet = re.search(r"```python\n(# reuse.*?)```", README.read_text(), re.S)
+    assert snippet, "README lacks the reuse snippet"
+    code = snippet.group(1).replace('"studies/timeseries"', '"studies/tiny"')
+    code = code.replace('"GunPoint"', '"ItalyPowerDemand"')
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy" in result.stdout
+
+
+BAD = [
+    (["study.n_trails=3"], "n_trails"),
+    (["study.n_trials=abc"], "study.n_trials"),
+    (["study.n_trials=-2"], "study.n_trials"),
+    (["data.name=NoSuchData"], "NoSuchData"),
+    (["study.storage=sqlite:///studies/optuna.db/inside-a-file.db"], "study.storage"),
+    (["study.storage=postgresql://user:pw@127.0.0.1:9/optuna"], "study.storage"),
+    (["tracking.uri=http://127.0.0.1:9"], "tracking.uri"),
+    (["space.topology=[parallel,transformer]"], "transformer"),
+    (["+study=nosuchstudy"], "nosuchstudy"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "named"), BAD)
+def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_study_alone(finished, override, named) -> None:
+    cwd, first, _ = finished
+    assert first.returncode == 0
+    db = cwd / "studies" / "optuna.db"
+    before = len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials)
+    result = run_cli(cwd, *TINY, *override)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and named in lines[0]
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == before

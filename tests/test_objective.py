@@ -1,0 +1,171 @@
+"""The objective's bookkeeping, driven through optuna's ask/tell and optimize with training stubbed out,
+plus one real two-epoch trial."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from hybridsearch.data import prepare
+from hybridsearch.objective import Objective
+from hybridsearch.search_space import parse_space
+from hybridsearch.study import ConfigError, Progress, _load_study
+from hybridsearch.tracking import Tracker
+
+SPACE = parse_space(yaml.safe_load((Path(__file__).parents[1] / "conf" / "space" / "default.yaml").read_text()))
+TRAINER = {
+    "_target_": "lightning.pytorch.Trainer",
+    "max_epochs": 2,
+    "accelerator": "cpu",
+    "devices": 1,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare("ItalyPowerDemand")
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory) -> Tracker:
+    root = tmp_path_factory.mktemp("mlflow")
+    t = Tracker(f"sqlite:///{root}/mlflow.db", "bookkeeping", str(root / "artifacts"))
+    t.start_parent("parent", params={}, tags={})
+    return t
+
+
+def make_objective(data, tracker, tmp_path, **kwargs) -> Objective:
+    return Objective(
+        data=data,
+        space=SPACE,
+        trainer_cfg=TRAINER,
+        callbacks_cfg={},
+        metric="val_acc",
+        direction="maximize",
+        study_dir=tmp_path,
+        tracker=tracker,
+        **kwargs,
+    )
+
+
+def test_failed_trial_keeps_its_reason_in_optuna_and_mlflow_and_the_study_goes_on(data, tracker, tmp_path, monkeypatch):
+    outcomes = iter([FloatingPointError("training loss is nan at epoch 3"), 0.5, 0.75])
+
+    def fake_train(self, trial, params, run_id):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome, {"epochs": 1}
+
+    monkeypatch.setattr(Objective, "_train", fake_train)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(data, tracker, tmp_path), n_trials=3, catch=(Exception,))
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    failed = study.trials[0]
+    assert failed.user_attrs["fail_reason"] == "FloatingPointError: training loss is nan at epoch 3"
+    run = tracker.client.get_run(failed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["state"] == "FAIL"
+    assert "nan at epoch 3" in run.data.tags["fail_reason"]
+    assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+    done = tracker.client.get_run(study.trials[2].user_attrs["mlflow_run_id"])
+    assert done.info.status == "FINISHED" and done.data.tags["trial_number"] == "2"
+    assert set(study.trials[2].params) <= set(done.data.params)
+    assert study.best_value == 0.75
+
+
+def test_pruned_trial_is_tagged_pruned(data, tracker, tmp_path, monkeypatch):
+    def prune(self, trial, params, run_id):
+        raise optuna.TrialPruned("epoch 4")
+
+    monkeypatch.setattr(Objective, "_train", prune)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(data, tracker, tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "PRUNED"
+    run = tracker.client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.data.tags["state"] == "PRUNED" and run.info.status == "KILLED"
+
+
+def test_trial_records_only_the_parameters_of_its_topology(data, tracker, tmp_path, monkeypatch):
+    monkeypatch.setattr(Objective, "_train", lambda self, trial, params, run_id: (0.5, {}))
+    study = optuna.create_study(direction="maximize")
+    objective = make_objective(data, tracker, tmp_path)
+    study.enqueue_trial({"topology": "conv_gated", "patch_len": 32})
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.user_attrs["topology"] == "conv_gated"
+    assert "conv_layers" not in trial.params and "fusion" not in trial.params
+    # ItalyPowerDemand has 24 steps: the 32-step window is clamped and the trial says so.
+    assert trial.user_attrs["adjustments"] == ["patch_len 32 -> 24: longer than the series"]
+
+
+def test_a_real_trial_reports_each_epoch_and_keeps_its_best_weights(data, tracker, tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(
+        {
+            "topology": "cascade",
+            "conv_layers": 1,
+            "conv_channels_1": 16,
+            "conv_kernel_1": 3,
+            "pool": "none",
+            "lstm_hidden": 16,
+            "lstm_layers": 1,
+            "bidirectional": False,
+            "dropout": 0.0,
+            "lr": 1e-2,
+            "weight_decay": 1e-5,
+            "batch_size": 16,
+        }
+    )
+    study.optimize(make_objective(data, tracker, tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE", trial.user_attrs
+    assert trial.intermediate_values.keys() == {0, 1}  # one report per epoch, for the pruner
+    assert trial.value == max(trial.intermediate_values.values())
+    assert trial.user_attrs["epochs"] == 2 and trial.user_attrs["n_params"] > 0
+    assert Path(trial.user_attrs["checkpoint"]).exists()
+    history = tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "val_acc")
+    assert [m.step for m in history] == [0, 1]
+    assert [m.value for m in history] == pytest.approx([trial.intermediate_values[0], trial.intermediate_values[1]])
+    assert len(tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "train_loss")) == 2
+
+
+def test_progress_counts_states_and_shows_the_best_value(capsys):
+    study = optuna.create_study(direction="maximize")
+    progress = Progress(3, "val_acc")
+    for value, state in [(0.5, "COMPLETE"), (None, "PRUNED"), (0.9, "COMPLETE")]:
+        trial = study.ask()
+        study.tell(trial, value, state=optuna.trial.TrialState[state])
+        progress(study, study.trials[-1])
+    assert progress.counts == {"COMPLETE": 2, "PRUNED": 1}
+    assert progress.bar.n == 3
+    assert "best val_acc 0.9000" in progress.bar.postfix
+    progress.close()
+
+
+def test_resuming_refuses_a_study_of_another_dataset(data, tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
+    cfg = OmegaConf.create({"study": {"name": "s"}})
+    study = _load_study(cfg, storage, data, "val_acc", "maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    again = _load_study(cfg, storage, data, "val_acc", "maximize")
+    assert len(again.trials) == 1 and again.user_attrs["dataset"] == "ItalyPowerDemand"
+    other = prepare("GunPoint")
+    with pytest.raises(ConfigError, match="searched dataset=ItalyPowerDemand"):
+        _load_study(cfg, storage, other, "val_acc", "maximize")
+    with pytest.raises(ConfigError, match=r"study\.direction"):
+        _load_study(cfg, storage, data, "val_acc", "minimize")
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
+
+
+def test_mlflow_metrics_land_in_the_tracker(tracker):
+    run_id = tracker.start_trial(99, {"topology": "lstm"})
+    tracker.log_metrics(run_id, {"x": 1.0}, step=3)
+    assert MlflowClient(tracker.uri).get_metric_history(run_id, "x")[0].step == 3
