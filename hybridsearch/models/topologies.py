@@ -218,8 +218,11 @@ class ConvGated(nn.Module):
     """ConvLSTM (Shi et al. 2015): convolutions inside the LSTM gates; the state is a feature map.
 
     The series is cut into non-overlapping windows of ``patch_len`` steps; each
-    window is one step of the recurrence and the state has ``lstm_hidden``
-    channels over ``patch_len`` positions.
+    window is one step of the recurrence. As Shi et al. turn each 4x4 image
+    patch into a 16-channel pixel, every ``patch_fold`` neighbouring steps of a
+    window are folded into channels, so the state is a map of ``lstm_hidden``
+    channels over ``patch_len / patch_fold`` positions: the gates' convolutions
+    then cost ``patch_fold`` times less.
     """
 
     def __init__(
@@ -229,19 +232,24 @@ class ConvGated(nn.Module):
         seq_len: int,
         *,
         patch_len: int = 16,
+        patch_fold: int = 4,
         gate_kernel: int = 3,
         lstm_hidden: int = 32,
         lstm_layers: int = 1,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.patch_len = patch_len
-        sizes = [in_channels] + [lstm_hidden] * lstm_layers
+        self.fold = max(1, min(patch_fold, patch_len))
+        self.patch_len = -(-patch_len // self.fold) * self.fold  # a whole number of folds
+        sizes = [in_channels * self.fold] + [lstm_hidden] * lstm_layers
         self.layers = nn.ModuleList(ConvLSTMLayer(sizes[i], lstm_hidden, gate_kernel) for i in range(lstm_layers))
         self.head = Head(lstm_hidden, n_outputs, dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         seq, n_valid = windows(x, lengths, self.patch_len, self.patch_len)  # (B, N, C, P)
+        B, N, C, P = seq.shape
+        f = self.fold
+        seq = seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f)  # (B, N, C*f, P/f)
         for layer in self.layers:
             seq = layer(seq, n_valid)  # (B, N, H, P)
         last = seq[:, -1]  # a finished series carried its last valid state to the end
