@@ -34,9 +34,24 @@ class StudyConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "GunPoint"  # a bundled aeon dataset
-    task: str = "classification"  # classification | regression
-    val_fraction: float = 0.2  # of the training split, stratified for classification
+    """What to learn from; see the README's "Your own data" for the file layouts."""
+
+    name: str | None = "GunPoint"  # a dataset aeon bundles (ignored when path is set)
+    task: str = "classification"  # classification | regression | forecasting
+    path: str | None = None  # your file: .npz, .csv, .parquet or .ts
+    test_path: str | None = None  # a held-out test file; otherwise a seeded split of path
+    layout: str = "wide"  # CSV / Parquet: wide (a row per series) | long (a row per series and step)
+    label: str = "label"  # column of the class label or regression target
+    id: str = "id"  # long layout: column naming the series
+    time: str | None = "time"  # long layout and forecasting: column ordering the steps
+    columns: list[str] | None = None  # value columns (default: all others)
+    targets: list[str] | None = None  # forecasting: channels to forecast (default: all)
+    missing: str = "error"  # NaN / inf values: error | drop | fill
+    val_fraction: float = 0.2  # of the training split; stratified for classification, last part for forecasting
+    test_fraction: float = 0.2  # held out when no test split is given
+    lookback: int = 24  # forecasting: steps each window reads (can be searched: space.data.lookback)
+    horizon: int = 12  # forecasting: steps to forecast
+    season: int | None = None  # forecasting: seasonal period of the naive baseline and MASE
 
 
 @dataclass

@@ -20,10 +20,12 @@ class HybridModule(L.LightningModule):
 
     Args:
         params: the trial's parameters (``topology`` plus hyperparameters).
-        task: 'classification' or 'regression'.
+        task: 'classification', 'regression' or 'forecasting'.
         in_channels, n_outputs, seq_len: the data's dimensions.
         classes: original labels, index i being class i (classification).
         x_mean, x_std: per-channel input scaling fitted on the training split.
+        y_mean, y_std: per-target scaling of regression targets / forecast channels (training split).
+        targets: forecasting: the input channels that are forecast.
         lr, weight_decay: AdamW settings; ``max_epochs`` sets the cosine schedule's length.
 
     Example:
@@ -43,6 +45,9 @@ class HybridModule(L.LightningModule):
         classes: Sequence[Any] | None = None,
         x_mean: Sequence[float] | None = None,
         x_std: Sequence[float] | None = None,
+        y_mean: Sequence[float] | None = None,
+        y_std: Sequence[float] | None = None,
+        targets: Sequence[int] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         max_epochs: int = 100,
@@ -57,18 +62,34 @@ class HybridModule(L.LightningModule):
         std = torch.tensor(x_std if x_std is not None else [1.0] * in_channels, dtype=torch.float32)
         self.register_buffer("x_mean", mean.view(1, -1, 1))
         self.register_buffer("x_std", std.view(1, -1, 1))
+        # Target statistics: regression (1, targets); forecasting (1, target channels, 1).
+        shape = (1, -1) if task == "regression" else (1, -1, 1)
+        self.register_buffer("y_mean", torch.tensor(y_mean if y_mean is not None else [0.0]).view(*shape))
+        self.register_buffer("y_std", torch.tensor(y_std if y_std is not None else [1.0]).view(*shape))
+        self.register_buffer("targets", torch.tensor(list(targets or range(in_channels)), dtype=torch.long))
         self.seq_len = seq_len
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Raw series (B, C, T) -> logits (classification) or values."""
+        """Raw series (B, C, T) -> logits (classification) or predictions in the targets' own units.
+
+        Forecasting normalises each window by its own mean and spread and restores them on the
+        output (RevIN, Kim et al. 2022), so a trend that leaves the training range is followed.
+        """
         if lengths is not None and bool((lengths >= x.shape[-1]).all()):
             lengths = None  # nothing padded: take the unmasked fast path
-        return self.model((x - self.x_mean) / self.x_std, lengths)
+        if self.task == "forecasting":
+            mu = x.mean(dim=-1, keepdim=True)  # (B, C, 1)
+            sd = x.std(dim=-1, keepdim=True).clamp_min(1e-5) if x.shape[-1] > 1 else torch.ones_like(mu)
+            out = self.model((x - mu) / sd, lengths)  # (B, targets, horizon)
+            return out * sd[:, self.targets] + mu[:, self.targets]
+        out = self.model((x - self.x_mean) / self.x_std, lengths)
+        return out * self.y_std + self.y_mean if self.task == "regression" else out
 
     def _loss(self, out: Tensor, y: Tensor) -> Tensor:
         if self.task == "classification":
             return F.cross_entropy(out, y)
-        return F.mse_loss(out.reshape(y.shape), y)
+        err = (out.reshape(y.shape) - y).reshape(len(y), *self.y_std.shape[1:-1], -1) / self.y_std
+        return err.pow(2).mean()  # MSE in units of each target's training spread
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths, y = batch
@@ -125,21 +146,6 @@ class HybridModule(L.LightningModule):
         if self.task == "classification":
             return np.asarray(self.classes, dtype=object)[out.argmax(axis=-1)].astype(type(self.classes[0]))
         return out
-
-    @torch.no_grad()
-    def score(self, X: np.ndarray, lengths: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
-        """Test metrics on encoded targets: accuracy (classification) or MAE, RMSE and R^2."""
-        out = self.predict(X, lengths)
-        if self.task == "classification":
-            truth = np.asarray(self.classes, dtype=object)[y].astype(out.dtype)
-            return {"accuracy": float((out == truth).mean())}
-        err = out.reshape(y.shape) - y
-        total = float(((y - y.mean()) ** 2).sum()) or 1.0
-        return {
-            "mae": float(np.abs(err).mean()),
-            "rmse": float(np.sqrt((err**2).mean())),
-            "r2": 1.0 - float((err**2).sum()) / total,
-        }
 
 
 def load_best(path: str | Path, map_location: str | torch.device = "cpu") -> HybridModule:

@@ -77,11 +77,16 @@ class Objective:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
-        self.x_mean, self.x_std = data.scaling()
+
+    def data_for(self, params: Mapping[str, Any]) -> TaskData:
+        """The trial's data: forecasting windows follow a searched ``lookback``."""
+        return self.data.with_lookback(params["lookback"]) if "lookback" in params else self.data
 
     def build(self, params: Mapping[str, Any]) -> HybridModule:
         """The LightningModule for a set of trial parameters."""
-        d = self.data
+        d = self.data_for(params)
+        x_mean, x_std = d.scaling()
+        y_mean, y_std = d.target_scaling()
         return HybridModule(
             dict(params),
             task=d.task,
@@ -89,15 +94,18 @@ class Objective:
             n_outputs=d.n_outputs,
             seq_len=d.seq_len,
             classes=d.classes,
-            x_mean=self.x_mean,
-            x_std=self.x_std,
+            x_mean=x_mean,
+            x_std=x_std,
+            y_mean=y_mean,
+            y_std=y_std,
+            targets=d.forecast.targets if d.forecast else None,
             max_epochs=self.trainer_cfg["max_epochs"],
             **{k: v for k, v in training_arguments(params).items() if k != "batch_size"},
         )
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = sample(trial, self.space)
-        _, notes = model_arguments(params, self.data.seq_len)
+        _, notes = model_arguments(params, self.data_for(params).seq_len)
         if notes:
             trial.set_user_attr("adjustments", notes)
         trial.set_user_attr("topology", params["topology"])
@@ -141,10 +149,11 @@ class Objective:
             self.trainer_cfg, callbacks=callbacks, logger=False, enable_checkpointing=False, num_sanity_val_steps=0
         )
         start = time.perf_counter()
+        data = self.data_for(params)
         trainer.fit(
             module,
-            self.data.loader("train", batch_size, shuffle=True, seed=seed or 0),
-            self.data.loader("val", max(batch_size, 256)),
+            data.loader("train", batch_size, shuffle=True, seed=seed or 0),
+            data.loader("val", max(batch_size, 256)),
         )
         elapsed = time.perf_counter() - start
         epochs = trainer.current_epoch

@@ -7,6 +7,8 @@ A space (``conf/space/default.yaml``) has three keys::
       pool_size: {type: int, low: 2, high: 4, topologies: [feature_extractor, cascade], when: {pool: [max, avg]}}
     training:   # optimiser and loader settings: lr, weight_decay, batch_size
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    data:       # forecasting only: lookback, the steps each window reads
+      lookback: {type: categorical, choices: [24, 36, 48]}
 
 A parameter is sampled only when the trial's topology is in its ``topologies``
 (default: every topology whose constructor takes it) and every ``when``
@@ -30,6 +32,8 @@ from hybridsearch.models import TOPOLOGIES
 
 TYPES = ("categorical", "int", "float")
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+DATA_KEYS = ("lookback",)
+SECTIONS = {"training": TRAINING_KEYS, "data": DATA_KEYS}
 SPEC_KEYS = {"type", "choices", "low", "high", "log", "step", "topologies", "when", "per_layer"}
 # Arguments that the space never sets directly: the data decides them, or resolve() derives them.
 DERIVED = {"in_channels", "n_outputs", "seq_len", "pool_layers"}
@@ -75,10 +79,11 @@ class Space:
     topologies: tuple[str, ...]
     model: tuple[Param, ...]
     training: tuple[Param, ...]
+    data: tuple[Param, ...] = ()
 
     @property
     def params(self) -> tuple[Param, ...]:
-        return self.model + self.training
+        return self.data + self.model + self.training
 
 
 def constructor_args(topology: str) -> set[str]:
@@ -141,9 +146,9 @@ def parse_space(space: Mapping[str, Any]) -> Space:
     Raises:
         SpaceError: with a one-line message naming the offending key.
     """
-    unknown = set(space) - {"topology", "model", "training"}
+    unknown = set(space) - {"topology", "model", "training", "data"}
     if unknown:
-        raise SpaceError(f"space: unknown key(s) {sorted(unknown)}; valid keys: topology, model, training")
+        raise SpaceError(f"space: unknown key(s) {sorted(unknown)}; valid keys: topology, model, training, data")
     topologies = space.get("topology")
     if isinstance(topologies, str):
         topologies = [topologies]
@@ -154,22 +159,23 @@ def parse_space(space: Mapping[str, Any]) -> Space:
             raise SpaceError(f"space.topology: unknown topology {t!r}; valid: {', '.join(TOPOLOGIES)}")
     topologies = tuple(dict.fromkeys(topologies))
     sections: dict[str, tuple[Param, ...]] = {}
-    for section in ("model", "training"):
+    for section in ("model", "training", "data"):
         key = f"space.{section}"
         entries = space.get(section) or {}
         if not isinstance(entries, Mapping):
             raise SpaceError(f"{key}: expected a mapping of parameter name to spec")
         sections[section] = tuple(_parse_param(key, str(n), s, topologies) for n, s in entries.items())
     _check_references(sections)
-    return Space(topologies, sections["model"], sections["training"])
+    return Space(topologies, sections["model"], sections["training"], sections["data"])
 
 
 def _check_references(sections: dict[str, tuple[Param, ...]]) -> None:
     seen: dict[str, Param] = {}
     counts = {p.per_layer for p in sections["model"] if p.per_layer}
-    for p in sections["training"]:
-        if p.name not in TRAINING_KEYS:
-            raise SpaceError(f"space.training.{p.name}: unknown training parameter; valid: {', '.join(TRAINING_KEYS)}")
+    for section, keys in SECTIONS.items():
+        for p in sections[section]:
+            if p.name not in keys:
+                raise SpaceError(f"space.{section}.{p.name}: unknown {section} parameter; valid: {', '.join(keys)}")
     for p in sections["model"]:
         where = f"space.model.{p.name}"
         for key, values in p.when.items():

@@ -24,7 +24,11 @@ from hybridsearch.objective import Objective
 from hybridsearch.search_space import Space, SpaceError, parse_space, sample
 from hybridsearch.tracking import Tracker, TrackingError
 
-DEFAULT_METRIC = {"classification": ("val_acc", "maximize"), "regression": ("val_rmse", "minimize")}
+DEFAULT_METRIC = {
+    "classification": ("val_acc", "maximize"),
+    "regression": ("val_rmse", "minimize"),
+    "forecasting": ("val_mae", "minimize"),
+}
 HEARTBEAT_S, GRACE_S = 20, 60  # a trial whose worker is silent this long is failed and retried
 
 
@@ -117,6 +121,19 @@ def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
     return trials
 
 
+def _check_data_space(space: Space, data: TaskData) -> None:
+    """A searched lookback needs a forecasting task, and every value of it must fit the series."""
+    for p in space.data:
+        if data.forecast is None:
+            raise SpaceError(f"space.data.{p.name}: only forecasting windows its data; remove it for {data.task}")
+        values = p.choices if p.type == "categorical" else (p.low, p.high)
+        for value in values:
+            try:
+                data.with_lookback(int(value))
+            except DataError as err:
+                raise SpaceError(f"space.data.{p.name}={value}: {err}") from None
+
+
 def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: str, direction: str) -> optuna.Study:
     """Create the study, or resume it after checking that it searches the same task."""
     name = cfg.study.name
@@ -181,7 +198,8 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
     enqueue = _check_enqueue(cfg, space)
     pruner = _instantiate(cfg, "pruner")
-    data = prepare(cfg.data.name, task=cfg.data.task, val_fraction=cfg.data.val_fraction, seed=cfg.study.seed or 0)
+    data = prepare(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.study.seed or 0)
+    _check_data_space(space, data)
     storage = open_storage(cfg.study.storage)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
     study = _load_study(cfg, storage, data, metric, direction)
@@ -264,7 +282,9 @@ def summarize(
         checkpoint = study_dir / "best.ckpt"
         shutil.copyfile(best.user_attrs["checkpoint"], checkpoint)
         model = load_best(checkpoint)
-        test_metrics = model.score(data.test.X, data.test.lengths, data.test.y)
+        test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
+        test_metrics = test.test_metrics(model.predict(test.test.X, test.test.lengths))
+        summary["baseline"] = test.baseline()
         summary.update(
             best_trial=best.number,
             best_value=best.value,
@@ -314,6 +334,11 @@ def report(summary: dict[str, Any]) -> str:
             f"best trial #{summary['best_trial']}: {topology}",
             "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
             f"  validation {summary['metric']} {summary['best_value']:.4f} | test {tests}",
+        ]
+        if summary.get("baseline"):
+            naive = ", ".join(f"{k} {v:.4f}" for k, v in summary["baseline"].items())
+            lines.append(f"  seasonal-naive baseline on the same test windows: {naive}")
+        lines += [
             f"  model: {summary['checkpoint']}  (hybridsearch.load_best({str(Path(summary['checkpoint']).parent)!r}))",
         ]
     lines.append("dashboards:")

@@ -1,24 +1,32 @@
-"""Data: load once per worker, split train / validation / test, and batch from memory."""
+"""Data: load once per worker, split train / validation / test, and batch from memory.
+
+Tasks: ``classification`` and ``regression`` of whole series, and ``forecasting`` of a series'
+next ``horizon`` steps. Sources: a dataset aeon bundles (``name``) or the user's file (``path``,
+optionally ``test_path``); see :mod:`hybridsearch.data.files` for the layouts.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from hybridsearch.data.arrays import DataError, Series, channel_stats, stratified_split
-from hybridsearch.data.bundled import bundled_names, load_bundled
+from hybridsearch.data.arrays import DataError, Series, channel_stats, handle_missing, stratified_split
+from hybridsearch.data.bundled import FORECAST_SERIES, bundled_names, load_bundled, load_bundled_series
+from hybridsearch.data.files import load_panel, load_series
+from hybridsearch.data.forecasting import ForecastSeries, forecast_metrics, split_points
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "forecasting")
 
 
 @dataclass
 class TaskData:
-    """The three splits of one task, ready for training. Targets of classification are class indices."""
+    """The three splits of one task, ready for training. Classification targets are class indices."""
 
     task: str
     name: str
@@ -26,6 +34,7 @@ class TaskData:
     val: Series
     test: Series
     classes: list[Any] = field(default_factory=list)
+    forecast: ForecastSeries | None = None  # forecasting only: the series the windows come from
 
     @property
     def in_channels(self) -> int:
@@ -36,17 +45,40 @@ class TaskData:
         return self.train.steps
 
     @property
-    def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else int(np.prod(self.train.y.shape[1:] or (1,)))
+    def n_outputs(self) -> int | tuple[int, ...]:
+        if self.task == "classification":
+            return len(self.classes)
+        shape = self.train.y.shape[1:]
+        return tuple(int(s) for s in shape) if len(shape) > 1 else int(shape[0]) if shape else 1
 
     def scaling(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training split: the only statistics a model may see."""
+        """Per-channel input mean and std of the training split: the only statistics a model may see."""
         mean, std = channel_stats(self.train)
         return mean.tolist(), std.tolist()
 
+    def target_scaling(self) -> tuple[list[float], list[float]] | tuple[None, None]:
+        """Mean and std of each regression target / forecast channel, from the training split."""
+        if self.task == "classification":
+            return None, None
+        y = self.train.y.reshape(len(self.train), -1) if self.task == "regression" else self.train.y
+        axes = (0,) if self.task == "regression" else (0, 2)
+        mean, std = y.mean(axis=axes), y.std(axis=axes)
+        return mean.tolist(), np.where(std > 1e-8, std, 1.0).tolist()
+
+    def with_lookback(self, lookback: int) -> TaskData:
+        """Forecasting: the same series cut into windows of another lookback (for a searched lookback)."""
+        if self.forecast is None or lookback == self.seq_len:
+            return self
+        return _windowed(self.forecast, lookback)
+
     def describe(self) -> str:
         sizes = f"{len(self.train)}/{len(self.val)}/{len(self.test)} train/val/test"
-        kind = f"{len(self.classes)} classes" if self.task == "classification" else self.task
+        if self.task == "classification":
+            kind = f"{len(self.classes)} classes"
+        elif self.forecast is not None:
+            kind = f"forecasting {self.forecast.horizon} steps of {len(self.forecast.targets)} channel(s)"
+        else:
+            kind = "regression"
         return f"{self.name}: {sizes}, {self.in_channels} channel(s) x {self.seq_len} steps, {kind}"
 
     def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> DataLoader:
@@ -61,8 +93,28 @@ class TaskData:
         drop_last = shuffle and len(s) % batch_size == 1 and len(s) > 1
         return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return max(1, math.ceil(len(self.train) / batch_size))
+    def baseline(self) -> dict[str, float] | None:
+        """Forecasting: the seasonal-naive forecast's test metrics, on the same test windows."""
+        if self.forecast is None:
+            return None
+        f = self.forecast
+        return forecast_metrics(f.seasonal_naive(self.seq_len), self.test.y, f.mase_scale())
+
+    def test_metrics(self, predictions: np.ndarray) -> dict[str, float]:
+        """Metrics of predictions on the test split (labels, values or forecasts in original units)."""
+        y = self.test.y
+        if self.task == "classification":
+            truth = np.asarray(self.classes, dtype=object)[y].astype(predictions.dtype)
+            return {"accuracy": float((predictions == truth).mean())}
+        if self.forecast is not None:
+            return forecast_metrics(predictions.reshape(y.shape), y, self.forecast.mase_scale())
+        err = predictions.reshape(y.shape) - y
+        total = float(((y - y.mean(axis=0)) ** 2).sum()) or 1.0
+        return {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "r2": 1.0 - float((err**2).sum()) / total,
+        }
 
 
 def _pad_to(series: Series, steps: int) -> Series:
@@ -70,44 +122,158 @@ def _pad_to(series: Series, steps: int) -> Series:
         return series
     X = np.zeros((len(series), series.channels, steps), dtype=np.float32)
     X[:, :, : series.steps] = series.X
-    return Series(X, series.lengths, series.y)
+    return replace(series, X=X)
 
 
-def prepare(name: str, *, task: str = "classification", val_fraction: float = 0.2, seed: int = 0) -> TaskData:
-    """Load a dataset and split it; the test split is held out untouched.
+@cache
+def _windowed(forecast: ForecastSeries, lookback: int) -> TaskData:
+    splits = {split: forecast.windows(lookback, split) for split in ("train", "val", "test")}
+    return TaskData("forecasting", forecast.name, forecast=forecast, **splits)
+
+
+def _encode(train: Series, test: Series, source: str) -> tuple[Series, Series, list[Any]]:
+    classes = np.unique(train.y).tolist()
+    if len(classes) < 2:
+        raise DataError(f"{source}: a classifier needs two classes or more, found only {classes}")
+    unseen = sorted(set(np.unique(test.y).tolist()) - set(classes))
+    if unseen:
+        raise DataError(f"{source}: test labels {unseen[:5]} never occur in training")
+    lookup = {c: i for i, c in enumerate(classes)}
+    encode = np.vectorize(lookup.__getitem__, otypes=[np.int64])
+    return replace(train, y=encode(train.y)), replace(test, y=encode(test.y)), classes
+
+
+def _split(y: np.ndarray, fraction: float, seed: int, stratified: bool, what: str, source: str):
+    if stratified:
+        keep, held = stratified_split(y, fraction, seed)
+    else:
+        order = np.random.default_rng(seed).permutation(len(y))
+        n_held = max(1, round(fraction * len(y)))
+        keep, held = np.sort(order[n_held:]), np.sort(order[:n_held])
+    if len(keep) < 2 or len(held) < 1:
+        raise DataError(f"{source}: {len(y)} series are too few to split off a {what} set; give more data")
+    return keep, held
+
+
+def _check_fraction(key: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise DataError(f"data.{key}: must be between 0 and 1, got {value}")
+
+
+def prepare(
+    name: str | None = "GunPoint",
+    *,
+    task: str = "classification",
+    path: str | None = None,
+    test_path: str | None = None,
+    layout: str = "wide",
+    label: str = "label",
+    id: str = "id",  # the config key users write
+    time: str | None = "time",
+    columns: Sequence[str] | None = None,
+    targets: Sequence[str | int] | None = None,
+    missing: str = "error",
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    lookback: int = 24,
+    horizon: int = 12,
+    season: int | None = None,
+    seed: int = 0,
+) -> TaskData:
+    """Load a dataset and split it; a given test split is held out untouched.
 
     Raises:
-        DataError: one line naming the dataset or value at fault.
+        DataError: one line naming the dataset, file, column or value at fault.
     """
     if task not in TASKS:
         raise DataError(f"data.task: unknown task {task!r}; valid: {', '.join(TASKS)}")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"data.val_fraction: must be between 0 and 1, got {val_fraction}")
-    train, test = load_bundled(name, "train", task), load_bundled(name, "test", task)
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if path is None and name is None:
+        raise DataError("data: give data.name (a bundled dataset) or data.path (your file)")
+    if task == "forecasting":
+        return _prepare_forecast(
+            name, path, time, columns, targets, missing, val_fraction, test_fraction, lookback, horizon, season
+        )
+    source = path or name
+    if path is not None:
+        read = {"layout": layout, "label": label, "id_column": id, "time": time, "columns": columns}
+        train = load_panel(path, **read)
+        test = load_panel(test_path, **read) if test_path else None
+    else:
+        train, test = load_bundled(name, "train", task), load_bundled(name, "test", task)
+    train = handle_missing(train, missing, source=str(source))
+    if test is not None:
+        test = handle_missing(test, missing, source=str(test_path or name))
+    classify = task == "classification"
+    if task == "regression":
+        train = replace(train, y=_as_float(train.y, source))
+        test = test if test is None else replace(test, y=_as_float(test.y, test_path or name))
+    if classify and len(np.unique(train.y)) < 2:
+        raise DataError(f"{source}: a classifier needs two classes or more, found only {np.unique(train.y).tolist()}")
+    if test is None:  # no test split given: hold one out, seeded
+        keep, held = _split(train.y, test_fraction, seed + 1, classify, "test", source)
+        train, test = train.take(keep), train.take(held)
     if train.channels != test.channels:
-        raise DataError(f"data.name={name}: train has {train.channels} channels but test has {test.channels}")
+        raise DataError(
+            f"{test_path or name}: test series have {test.channels} channels but training has {train.channels}"
+        )
     steps = max(train.steps, test.steps)
     train, test = _pad_to(train, steps), _pad_to(test, steps)
     classes: list[Any] = []
-    if task == "classification":
-        classes = np.unique(train.y).tolist()
-        if len(classes) < 2:
-            raise DataError(f"data.name={name}: a classifier needs two classes or more, found {classes}")
-        unseen = sorted(set(np.unique(test.y).tolist()) - set(classes))
-        if unseen:
-            raise DataError(f"data.name={name}: test labels {unseen} never occur in training")
-        lookup = {c: i for i, c in enumerate(classes)}
-        train.y = np.array([lookup[v] for v in train.y.tolist()], dtype=np.int64)
-        test.y = np.array([lookup[v] for v in test.y.tolist()], dtype=np.int64)
-        fit_idx, val_idx = stratified_split(train.y, val_fraction, seed)
+    if classify:
+        train, test, classes = _encode(train, test, str(source))
+    fit_idx, val_idx = _split(train.y, val_fraction, seed, classify, "validation", source)
+    return TaskData(task, str(name or path), train.take(fit_idx), train.take(val_idx), test, classes)
+
+
+def _as_float(y: np.ndarray, source: Any) -> np.ndarray:
+    try:
+        return np.asarray(y, dtype=np.float32)
+    except ValueError:
+        raise DataError(f"{source}: regression targets must be numbers, got e.g. {y[:3].tolist()}") from None
+
+
+def _prepare_forecast(
+    name, path, time, columns, targets, missing, val_fraction, test_fraction, lookback, horizon, season
+) -> TaskData:
+    if lookback < 1 or horizon < 1:
+        raise DataError(f"data.lookback and data.horizon: must be 1 or more, got {lookback} and {horizon}")
+    if path is not None:
+        values, default_season, label = load_series(path, time=time, columns=columns), 1, str(path)
     else:
-        train.y, test.y = train.y.astype(np.float32), test.y.astype(np.float32)
-        order = np.random.default_rng(seed).permutation(len(train))
-        n_val = max(1, round(val_fraction * len(train)))
-        fit_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
-    if len(fit_idx) < 2 or len(val_idx) < 1:
-        raise DataError(f"data.name={name}: {len(train)} training series are too few to split off a validation set")
-    return TaskData(task, name, train.take(fit_idx), train.take(val_idx), test, classes)
+        values, default_season = load_bundled_series(name)
+        label = name
+    if not np.isfinite(values).all():
+        if missing == "error":
+            raise DataError(f"{label}: the series holds NaN or infinite values; set data.missing=fill")
+        from hybridsearch.data.arrays import fill_gaps
+
+        values = fill_gaps(np.where(np.isfinite(values), values, np.nan))
+    channel_names = list(columns) if columns else list(range(values.shape[0]))
+    target_idx = list(range(values.shape[0]))
+    if targets:
+        lookup = {str(c): i for i, c in enumerate(channel_names)}
+        missing_targets = [t for t in targets if str(t) not in lookup]
+        if missing_targets:
+            raise DataError(f"data.targets: {missing_targets} are not channels of {label}; channels: {channel_names}")
+        target_idx = [lookup[str(t)] for t in targets]
+    n_steps = values.shape[1]
+    train_end, val_end = split_points(n_steps, val_fraction, test_fraction, horizon)
+    if train_end < lookback + horizon:
+        raise DataError(
+            f"{label}: {n_steps} steps are too few for lookback {lookback} + horizon {horizon} in the training part "
+            f"({train_end} steps after validation and test); lower data.lookback or data.horizon"
+        )
+    forecast = ForecastSeries(
+        str(label), values.astype(np.float32), target_idx, horizon, season or default_season, train_end, val_end
+    )
+    return _windowed(forecast, lookback)
 
 
-__all__ = ["DataError", "Series", "TaskData", "bundled_names", "prepare"]
+def bundled(task: str) -> tuple[str, ...]:
+    """Names of the datasets aeon bundles for a task."""
+    return tuple(FORECAST_SERIES) if task == "forecasting" else bundled_names(task)
+
+
+__all__ = ["DataError", "Series", "TaskData", "bundled", "prepare"]

@@ -53,8 +53,6 @@ def pad_series(X: np.ndarray | Sequence[np.ndarray], y: np.ndarray, *, source: s
             arr[i, :, : x.shape[1]] = x
     if len(arr) != len(y):
         raise DataError(f"{source}: {len(arr)} series but {len(y)} targets")
-    if not np.isfinite(arr).all():
-        raise DataError(f"{source}: contains NaN or infinite values")
     return Series(arr, lengths, y)
 
 
@@ -77,3 +75,52 @@ def channel_stats(series: Series) -> tuple[np.ndarray, np.ndarray]:
     mean = np.nanmean(values, axis=(0, 2))
     std = np.nanstd(values, axis=(0, 2))
     return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
+MISSING = ("error", "drop", "fill")
+
+
+def handle_missing(series: Series, policy: str, *, source: str) -> Series:
+    """Apply the ``data.missing`` policy to NaN / infinite values inside the series' true lengths.
+
+    'error' (the default) refuses them, 'drop' removes the series holding any, 'fill' carries the
+    last finite value forward (and the first one backward).
+    """
+    if policy not in MISSING:
+        raise DataError(f"data.missing: unknown policy {policy!r}; valid: {', '.join(MISSING)}")
+    valid = np.arange(series.steps)[None, None, :] < series.lengths[:, None, None]
+    bad = ~np.isfinite(series.X) & valid
+    targets_bad = ~np.isfinite(series.y.astype(np.float64)) if series.y.dtype.kind == "f" else None
+    if not bad.any() and (targets_bad is None or not targets_bad.any()):
+        return series
+    rows = bad.any(axis=(1, 2))
+    if targets_bad is not None:
+        rows |= targets_bad.reshape(len(series), -1).any(axis=1)
+    if policy == "error":
+        first = int(np.flatnonzero(rows)[0])
+        raise DataError(
+            f"{source}: {int(rows.sum())} series hold NaN or infinite values (first: row {first}); "
+            "set data.missing=drop or data.missing=fill"
+        )
+    if policy == "drop" or (targets_bad is not None and targets_bad.any()):
+        kept = series.take(np.flatnonzero(~rows))
+        if len(kept) == 0:
+            raise DataError(f"{source}: every series holds NaN or infinite values; nothing left to train on")
+        return kept
+    X = series.X.copy()
+    X[bad] = np.nan
+    for i in np.flatnonzero(rows):
+        X[i, :, : series.lengths[i]] = fill_gaps(X[i, :, : series.lengths[i]])
+    return Series(X, series.lengths, series.y)
+
+
+def fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Forward- then backward-fill NaN along the last axis of (C, T); an all-NaN channel becomes 0."""
+    out = values.copy()
+    for channel in out:
+        idx = np.where(np.isfinite(channel), np.arange(len(channel)), 0)
+        np.maximum.accumulate(idx, out=idx)
+        channel[:] = channel[idx]
+        finite = np.flatnonzero(np.isfinite(channel))
+        channel[: finite[0] if len(finite) else len(channel)] = channel[finite[0]] if len(finite) else 0.0
+    return out

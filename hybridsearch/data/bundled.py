@@ -44,6 +44,31 @@ def bundled_names(task: str = "classification") -> tuple[str, ...]:
     return tuple(names)
 
 
+# Forecasting series aeon bundles: name -> (aeon loader, seasonal period).
+FORECAST_SERIES = {
+    "airline": ("load_airline", 12),
+    "shampoo_sales": ("load_shampoo_sales", 12),
+    "lynx": ("load_lynx", 10),
+    "PBS_dataset": ("load_PBS_dataset", 12),
+    "uschange": ("load_uschange", 4),
+    "longley": ("load_longley", 1),
+    "solar": ("load_solar", 1),
+}
+
+
+def load_bundled_series(name: str) -> tuple[np.ndarray, int]:
+    """A bundled forecasting series -> (values (channels, time), seasonal period)."""
+    if name not in FORECAST_SERIES:
+        raise DataError(
+            f"data.name: no bundled forecasting series {name!r}; offline names: {', '.join(FORECAST_SERIES)}"
+        )
+    import aeon.datasets
+
+    loader, season = FORECAST_SERIES[name]
+    values = np.atleast_2d(np.asarray(getattr(aeon.datasets, loader)(), dtype=np.float64))
+    return values, season
+
+
 def load_bundled(name: str, split: str, task: str = "classification") -> Series:
     """Load the ``split`` ('train' or 'test') of a bundled dataset, padding unequal lengths."""
     names = bundled_names(task)
