@@ -135,3 +135,56 @@ def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_study_alone(finished,
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and named in lines[0]
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == before
+
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "data"
+QUICK = [
+    "trainer.max_epochs=2",
+    "study.n_trials=2",
+    "space.model.conv_channels.high=32",
+    "space.model.lstm_hidden.high=32",
+]
+
+
+@pytest.mark.slow
+def test_forecast_study_reports_the_seasonal_naive_baseline(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "+study=forecast", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "studies" / "forecast" / "summary.json").read_text())
+    assert summary["metric"] == "val_mae" and summary["direction"] == "minimize"
+    assert set(summary["test_metrics"]) == {"mae", "rmse", "smape", "mase"}
+    assert set(summary["baseline"]) == {"mae", "rmse", "smape", "mase"}
+    assert "lookback" in summary["best_params"]
+    assert "seasonal-naive baseline on the same test windows: mae" in result.stdout
+    from hybridsearch import load_best
+
+    model = load_best(tmp_path / "studies" / "forecast")
+    lookback = summary["best_params"]["lookback"]
+    assert model.predict(np.random.rand(3, 1, lookback) * 100 + 300).shape == (3, 1, 12)
+
+
+@pytest.mark.slow
+def test_user_file_regression_study(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).standard_normal((60, 2, 20)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", X=X, y=X[:, 0].mean(axis=1) * 3 + 1)
+    result = run_cli(tmp_path, "+study=regression", f"data.path={tmp_path / 'reg.npz'}", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "studies" / "regression" / "summary.json").read_text())
+    assert summary["metric"] == "val_rmse" and set(summary["test_metrics"]) == {"mae", "rmse", "r2"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.path=missing.npz", "missing.npz: no such file"),
+        (f"data.path={EXAMPLES / 'wide.csv'} data.label=class", "no label column 'class'"),
+        ("data.task=forecasting data.name=airline data.lookback=100", "airline: 144 steps are too few"),
+    ],
+)
+def test_bad_data_is_one_line_before_any_study_state_is_written(tmp_path: Path, override: str, named: str) -> None:
+    result = run_cli(tmp_path, "+study=timeseries", *override.split())
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
+    assert not (tmp_path / "studies").exists()

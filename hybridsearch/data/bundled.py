@@ -47,7 +47,6 @@ def bundled_names(task: str = "classification") -> tuple[str, ...]:
 # Forecasting series aeon bundles: name -> (aeon loader, seasonal period).
 FORECAST_SERIES = {
     "airline": ("load_airline", 12),
-    "shampoo_sales": ("load_shampoo_sales", 12),
     "lynx": ("load_lynx", 10),
     "PBS_dataset": ("load_PBS_dataset", 12),
     "uschange": ("load_uschange", 4),

@@ -11,6 +11,7 @@ Layouts for CSV and Parquet (column names are set in the data config):
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,15 +110,11 @@ def _true_length(row: np.ndarray) -> int:
 
 
 def _load_npz(path: Path) -> Series:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz archive (not a zip file); write it with numpy.savez")
     try:
         archive = np.load(path, allow_pickle=False)
         keys = set(archive.files)
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise DataError(
-                f"{path}: X is ragged (an object array); store X padded to (n, channels, time) with a 'lengths' array"
-            ) from None
-        raise DataError(f"{path}: not a readable .npz archive: {err}") from None
     except Exception as err:
         raise DataError(f"{path}: not a readable .npz archive: {' '.join(str(err).split())[:200]}") from None
     if not {"X", "y"} <= keys:
@@ -136,11 +133,10 @@ def _load_npz(path: Path) -> Series:
     if len(lengths) != len(X) or (lengths < 1).any() or (lengths > X.shape[2]).any():
         raise DataError(f"{path}: 'lengths' must give one length in 1..{X.shape[2]} per series")
     X = X.astype(np.float32)
-    X[np.arange(X.shape[2])[None, None, :] >= lengths[:, None, None]] = 0.0
-    series = Series(X, lengths, y)
     if len(X) != len(y):
         raise DataError(f"{path}: {len(X)} series in X but {len(y)} values in y")
-    return series
+    X *= (np.arange(X.shape[2])[None, :] < lengths[:, None])[:, None, :]  # whatever padded, now zeros
+    return Series(X, lengths, y)
 
 
 def _load_ts(path: Path) -> Series:
