@@ -30,6 +30,11 @@ class StudyConfig:
     metric: str | None = None  # validation metric to optimise; default by task (val_acc, val_rmse)
     direction: str | None = None  # maximize | minimize; default by metric
     enqueue: list[Any] = field(default_factory=list)  # parameter sets to try first in a new study
+    n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
+    gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
+    workers_per_gpu: int = 1
+    heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
+    grace_period: int = 60  # a trial silent this long is failed and queued again
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -109,6 +111,7 @@ class Objective:
         if notes:
             trial.set_user_attr("adjustments", notes)
         trial.set_user_attr("topology", params["topology"])
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
@@ -119,7 +122,8 @@ class Objective:
             finish(run_id, "PRUNED", attrs=trial.user_attrs)
             raise
         except (KeyboardInterrupt, SystemExit):
-            finish(run_id, "FAIL", reason="interrupted")
+            trial.set_user_attr("fail_reason", "interrupted")
+            finish(run_id, "FAIL", attrs=trial.user_attrs, reason="interrupted")
             raise KeyboardInterrupt from None  # optuna then marks the trial FAIL and stops
         except Exception as err:
             reason = one_line(err)

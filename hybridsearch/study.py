@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from hybridsearch.data import DataError, TaskData, prepare
@@ -29,7 +31,6 @@ DEFAULT_METRIC = {
     "regression": ("val_rmse", "minimize"),
     "forecasting": ("val_mae", "minimize"),
 }
-HEARTBEAT_S, GRACE_S = 20, 60  # a trial whose worker is silent this long is failed and retried
 
 
 class ConfigError(ValueError):
@@ -58,8 +59,12 @@ def _first_line(err: BaseException) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
-def open_storage(url: str) -> RDBStorage:
-    """An RDB storage (SQLite or PostgreSQL) with heartbeats, so a dead worker's trial is failed and retried."""
+def open_storage(url: str, heartbeat_s: int = 20, grace_s: int = 60) -> RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL) with heartbeats, so a dead worker's trial is failed and retried.
+
+    A running trial's worker writes a heartbeat every ``heartbeat_s``; one silent for ``grace_s``
+    is failed by the next worker that starts a trial, and its parameters are queued again.
+    """
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
@@ -71,8 +76,8 @@ def open_storage(url: str) -> RDBStorage:
         return RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
     except Exception as err:
@@ -159,22 +164,32 @@ def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: st
 
 
 class Progress:
-    """One live line for the study: trials done / pruned / failed, best value, elapsed time."""
+    """One live line for the study: trials done / pruned / failed, best value, elapsed time.
 
-    def __init__(self, total: int | None, metric: str) -> None:
-        self.metric = metric
+    Counts the trials numbered from ``first`` on (this invocation's), read from the storage, so
+    it serves one in-process worker (as an optuna callback) and worker processes (polled) alike.
+    """
+
+    def __init__(self, total: int | None, metric: str, first: int) -> None:
+        self.metric, self.first = metric, first
         self.counts: Counter[str] = Counter()
         self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.counts[trial.state.name] += 1
-        best = next((t.value for t in [_best_trial(study)] if t is not None), None)
-        best_text = "-" if best is None else f"{best:.4f}"
+    def update(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        self.counts = Counter(t.state.name for t in trials if t.number >= self.first)
+        best = _best_trial(study)
         c = self.counts
-        self.bar.update(1)
+        self.bar.n = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
+        if self.bar.total is not None and self.bar.n > self.bar.total:
+            self.bar.total = self.bar.n  # parallel workers finish the trials they had started
         self.bar.set_postfix_str(
-            f"complete {c['COMPLETE']}, pruned {c['PRUNED']}, failed {c['FAIL']} | best {self.metric} {best_text}"
+            f"complete {c['COMPLETE']}, pruned {c['PRUNED']}, failed {c['FAIL']}, running {c['RUNNING']} | "
+            f"best {self.metric} {'-' if best is None else f'{best.value:.4f}'}"
         )
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.update(study)
 
     def close(self) -> None:
         self.bar.close()
@@ -187,64 +202,145 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def run_study(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or resume) the study that ``cfg`` describes and return its summary.
+def finished(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that count towards ``study.n_trials``: complete, pruned, or failed by their own error.
 
-    Everything a user can get wrong is checked before any trial, and before
-    the storage is touched: settings, search space, sampler, pruner, data.
+    A trial failed because its worker died (heartbeat, lost process) is retried instead of counted.
+    """
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return sum(t.state in done or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs) for t in trials)
+
+
+class StopAt:
+    """Stops a worker once the study holds ``target`` finished trials, whichever worker ran them."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if finished(study.get_trials(deepcopy=False)) >= self.target:
+            study.stop()
+
+
+@dataclass
+class Session:
+    """Everything one process needs to run trials of a study, loaded and checked once."""
+
+    cfg: DictConfig
+    space: Space
+    data: TaskData
+    metric: str
+    direction: str
+    study: optuna.Study
+    tracker: Tracker
+    enqueue: list[dict[str, Any]]
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.cfg.study.root) / self.cfg.study.name
+
+    def objective(self) -> Objective:
+        return Objective(
+            data=self.data,
+            space=self.space,
+            trainer_cfg=OmegaConf.to_container(self.cfg.trainer, resolve=True),
+            callbacks_cfg=OmegaConf.to_container(self.cfg.callbacks, resolve=True),
+            metric=self.metric,
+            direction=self.direction,
+            study_dir=self.study_dir,
+            tracker=self.tracker,
+            seed=self.cfg.study.seed,
+        )
+
+    def optimize(self, *, target: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
+        """Run trials in this process until the study holds ``target`` finished trials or time is up."""
+        cfg = self.cfg
+        n_before = len(self.study.trials)
+        seed = cfg.study.seed
+        seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
+        self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        stop = [StopAt(target)] if target is not None else []
+        if target is not None and finished(self.study.trials) >= target:
+            return
+        self.study.optimize(
+            self.objective(), timeout=timeout, callbacks=[*stop, *callbacks], catch=(Exception,), gc_after_trial=False
+        )
+
+
+def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
+    """Check everything a user can get wrong, then load the data and open storage and tracking.
+
+    Settings, search space, sampler, pruner and data are checked before the storage is touched.
+    ``create=False`` (a worker process) expects the study to exist.
     """
     quiet_libraries()
     metric, direction = _settings(cfg)
     space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
     enqueue = _check_enqueue(cfg, space)
     pruner = _instantiate(cfg, "pruner")
+    _instantiate(cfg, "sampler")
     data = prepare(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.study.seed or 0)
     _check_data_space(space, data)
-    storage = open_storage(cfg.study.storage)
+    storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
-    study = _load_study(cfg, storage, data, metric, direction)
-    n_before = len(study.trials)
-    seed_kwargs = {"seed": cfg.study.seed + n_before} if cfg.study.seed is not None and "seed" in cfg.sampler else {}
-    study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
+    if create:
+        study = _load_study(cfg, storage, data, metric, direction)
+    else:
+        study = optuna.load_study(study_name=cfg.study.name, storage=storage)
     study.pruner = pruner
-    if n_before == 0:
-        for params in enqueue:
-            study.enqueue_trial(params, skip_if_exists=True)
+    return Session(cfg, space, data, metric, direction, study, tracker, enqueue)
 
-    study_dir = Path(cfg.study.root) / cfg.study.name
-    study_dir.mkdir(parents=True, exist_ok=True)
-    tracker.start_parent(
+
+def run_study(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or resume) the study that ``cfg`` describes and return its summary.
+
+    ``study.n_trials`` more trials are added, by one worker in this process or by worker
+    processes (one per GPU, or CPU workers sharing the cores) that pull trials from the study.
+    """
+    from hybridsearch import workers
+
+    session = open_session(cfg)
+    devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
+    study, data = session.study, session.data
+    n_before = len(study.trials)
+    if n_before == 0:
+        for params in session.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+    session.study_dir.mkdir(parents=True, exist_ok=True)
+    target = None if cfg.study.n_trials is None else finished(study.trials) + cfg.study.n_trials
+    deadline = None if cfg.study.timeout is None else time.time() + cfg.study.timeout
+    session.tracker.start_parent(
         f"{cfg.study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        params={"data": data.name, "topologies": ",".join(space.topologies), "n_trials": cfg.study.n_trials},
+        params={
+            "data": data.name,
+            "topologies": ",".join(session.space.topologies),
+            "n_trials": cfg.study.n_trials,
+            "n_workers": len(devices),
+        },
         tags={"optuna_storage": cfg.study.storage, "optuna_study": cfg.study.name, "data": data.describe()},
     )
-    objective = Objective(
-        data=data,
-        space=space,
-        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
-        callbacks_cfg=OmegaConf.to_container(cfg.callbacks, resolve=True),
-        metric=metric,
-        direction=direction,
-        study_dir=study_dir,
-        tracker=tracker,
-        seed=cfg.study.seed,
+    where = (
+        ""
+        if devices == [None]
+        else f"; {len(devices)} workers on " + ", ".join("cpu" if d is None else f"gpu {d}" for d in devices)
     )
-    print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}")
-    progress = Progress(cfg.study.n_trials, metric)
+    print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}{where}")
+    progress = Progress(cfg.study.n_trials, session.metric, first=n_before)
     status = "FAILED"
     try:
-        study.optimize(
-            objective, n_trials=cfg.study.n_trials, timeout=cfg.study.timeout, callbacks=[progress], catch=(Exception,)
-        )
+        if devices == [None]:
+            session.optimize(target=target, deadline=deadline, callbacks=[progress])
+        else:
+            workers.launch(session, devices, target=target, deadline=deadline, progress=progress)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         progress.close()
-        tracker.end_parent(status)
-    summary = summarize(study, data, study_dir, cfg, metric, direction, tracker)
-    return summary
+        session.tracker.end_parent(status)
+    return summarize(study, data, session.study_dir, cfg, session.metric, session.direction, session.tracker)
 
 
 def summarize(

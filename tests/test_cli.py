@@ -1,7 +1,6 @@
 """End to end: the command line in a subprocess, in a temporary folder, with a tiny budget."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import run_cli
 from mlflow import MlflowClient
 
 README = Path(__file__).parents[1] / "README.md"
@@ -22,14 +22,6 @@ TINY = [
     "space.model.conv_channels.high=32",
     "space.model.lstm_hidden.high=32",
 ]
-
-
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "hybridsearch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")

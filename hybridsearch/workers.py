@@ -1,0 +1,139 @@
+"""Worker processes: one per GPU (or CPU workers sharing the cores), all pulling trials from one study.
+
+Each worker is ``python -m hybridsearch.workers <config> <index> ...`` with ``CUDA_VISIBLE_DEVICES``
+set to its GPU. It loads the data once and runs trials until the study holds its target number
+of finished trials: a worker whose trial ends early starts the next at once, there are no batches.
+Every running trial records its worker (host:pid); when a worker dies, the parent fails its trial
+and queues the same parameters again. Workers on other machines are covered by the storage's
+heartbeats instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from hybridsearch.study import ConfigError, Progress, Session
+
+
+def visible_gpus() -> list[int]:
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int = 1) -> list[str | None]:
+    """The device of each worker: a CUDA_VISIBLE_DEVICES value, or None for a CPU worker.
+
+    ``[None]`` means one worker, in this process.
+    """
+    if per_gpu < 1:
+        raise ConfigError(f"study.workers_per_gpu: must be 1 or more, got {per_gpu}")
+    if n_workers is not None and n_workers < 1:
+        raise ConfigError(f"study.n_workers: must be 1 or more (or null for one per GPU), got {n_workers}")
+    available = visible_gpus()
+    if gpus is not None:
+        unknown = sorted(set(gpus) - set(available))
+        if unknown:
+            raise ConfigError(f"study.gpus: GPU(s) {unknown} not visible; visible: {available or 'none'}")
+    devices = [str(g) for g in (gpus if gpus is not None else available) for _ in range(per_gpu)]
+    if not devices:
+        return [None] * (n_workers or 1)
+    n = n_workers or len(devices)
+    return [devices[i % len(devices)] for i in range(n)]
+
+
+def worker_id(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def launch(
+    session: Session, devices: list[str | None], *, target: int | None, deadline: float | None, progress: Progress
+) -> None:
+    """Start one worker process per device and wait for them, recovering the trials of any that die."""
+    config = session.study_dir / "worker-config.yaml"
+    OmegaConf.save(session.cfg, config, resolve=True)
+    cpu_workers = sum(d is None for d in devices)
+    threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+    procs: list[subprocess.Popen] = []
+    for index, device in enumerate(devices):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device if device is not None else ""}
+        if device is None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        args = {"index": index, "target": target, "deadline": deadline, "parent_run_id": session.tracker.parent_run_id}
+        cmd = [sys.executable, "-m", "hybridsearch.workers", str(config), json.dumps(args)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    try:
+        _watch(session.study, procs, progress)
+    except KeyboardInterrupt:
+        for p in procs:  # they had the terminal's Ctrl-C too; make sure, then let them close their trials
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        recover(session.study, {worker_id(p.pid) for p in procs})
+        raise
+
+
+def _watch(study: optuna.Study, procs: list[subprocess.Popen], progress: Progress) -> None:
+    lost: set[int] = set()
+    while True:
+        progress.update(study)
+        alive = [p for p in procs if p.poll() is None]
+        for p in procs:
+            if p.returncode is not None and p.returncode != 0 and p.pid not in lost:
+                lost.add(p.pid)
+                n = recover(study, {worker_id(p.pid)})
+                how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit code {p.returncode}"
+                progress.bar.write(f"worker {worker_id(p.pid)} ended with {how}; {n} trial(s) queued again", sys.stderr)
+        if not alive:
+            break
+        time.sleep(1.0)
+    progress.update(study)
+
+
+def recover(study: optuna.Study, workers: set[str]) -> int:
+    """Fail the running trials of workers that are gone and queue their parameters again."""
+    n = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") in workers:
+            study._storage.set_trial_user_attr(trial._trial_id, "lost_worker", trial.user_attrs["worker"])
+            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A worker process: ``python -m hybridsearch.workers <config.yaml> <json args>``."""
+    config, raw = (argv or sys.argv[1:])[:2]
+    args = json.loads(raw)
+    cfg = OmegaConf.load(config)
+    if os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from hybridsearch.study import open_session
+
+    session = open_session(cfg, create=False)
+    session.tracker.parent_run_id = args["parent_run_id"]
+    try:
+        session.optimize(target=args["target"], deadline=args["deadline"], worker=args["index"])
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

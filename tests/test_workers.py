@@ -1,0 +1,179 @@
+"""Parallel workers and faults, end to end: real processes on the default SQLite storage."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import run_cli, start_cli
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from hybridsearch.workers import plan
+
+pytestmark = pytest.mark.slow
+
+QUICK = [
+    "+study=timeseries",
+    "data.name=ItalyPowerDemand",
+    "space.model.conv_channels.high=32",
+    "space.model.lstm_hidden.high=32",
+    "pruner=none",
+]
+
+
+def load(cwd: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/studies/optuna.db")
+
+
+def wait_for(predicate, timeout: float = 120, every: float = 0.3):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def running_trial(cwd: Path, name: str):
+    if not (cwd / "studies" / "mlflow.db").exists():  # written after the study storage is set up
+        return None
+    try:
+        trials = load(cwd, name).get_trials(states=(TrialState.RUNNING,))
+    except KeyError:  # study not created yet
+        return None
+    return next((t for t in trials if "worker" in t.user_attrs), None)
+
+
+def test_plan_assigns_workers_to_devices() -> None:
+    assert plan(None, None) == [None]  # no GPU here: one worker, in process
+    assert plan(3, None) == [None, None, None]
+    with pytest.raises(ValueError, match=r"study\.n_workers"):
+        plan(0, None)
+    with pytest.raises(ValueError, match=r"study\.gpus: GPU\(s\) \[0\] not visible"):
+        plan(None, [0])
+
+
+def test_four_workers_share_sqlite_without_losing_or_duplicating_a_trial(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, *QUICK, "study.name=four", "study.n_workers=4", "study.n_trials=12", "trainer.max_epochs=3"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(tmp_path, "four")
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert states.count(TrialState.COMPLETE) >= 12
+    numbers = [t.number for t in study.trials]
+    assert numbers == list(range(len(numbers)))
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 4  # every worker pulled trials
+    client = MlflowClient(f"sqlite:///{tmp_path}/studies/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("four").experiment_id], max_results=200)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == numbers
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in children}
+    summary = json.loads((tmp_path / "studies" / "four" / "summary.json").read_text())
+    assert summary["trials"]["complete"] == len(numbers)
+
+
+def test_a_killed_worker_process_has_its_trial_failed_and_run_again(tmp_path: Path) -> None:
+    proc = start_cli(
+        tmp_path,
+        *QUICK,
+        "study.name=kill",
+        "study.n_workers=2",
+        "study.n_trials=6",
+        "trainer.max_epochs=40",
+        "~callbacks.early_stopping",
+    )
+    victim = wait_for(lambda: running_trial(tmp_path, "kill"))
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    study = load(tmp_path, "kill")
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL and "lost_worker" in killed.user_attrs
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
+    assert "queued again" in err
+
+
+def test_a_killed_machine_is_caught_by_the_heartbeat_and_its_trial_retried(tmp_path: Path) -> None:
+    """Two independent commands on one study, as on two machines; one is killed outright."""
+    common = [
+        *QUICK,
+        "study.name=beat",
+        "study.heartbeat_interval=1",
+        "study.grace_period=3",
+        "trainer.max_epochs=40",
+        "~callbacks.early_stopping",
+    ]
+    doomed = start_cli(tmp_path, *common, "study.n_trials=50")
+    victim = wait_for(lambda: running_trial(tmp_path, "beat"))
+    survivor = start_cli(tmp_path, *common, "study.n_trials=6")
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    _out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err[-3000:]
+    study = load(tmp_path, "beat")
+    stale = study.trials[victim.number]
+    assert stale.state == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == stale.params
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_workers: int) -> None:
+    args = [
+        *QUICK,
+        "study.name=stop",
+        f"study.n_workers={n_workers}",
+        "study.n_trials=20",
+        "trainer.max_epochs=40",
+        "~callbacks.early_stopping",
+    ]
+    proc = start_cli(tmp_path, *args)
+    wait_for(lambda: running_trial(tmp_path, "stop"))
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "run the same command again to resume" in err
+    study = load(tmp_path, "stop")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    interrupted = [t for t in study.trials if t.user_attrs.get("fail_reason") == "interrupted"]
+    assert interrupted
+    before = len(study.trials)
+    again = run_cli(tmp_path, *args[:-3], "study.n_trials=2", "trainer.max_epochs=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load(tmp_path, "stop").trials) >= before + 2
+    assert f"{before} earlier trial(s)" in again.stdout
+
+
+def test_failing_trials_are_recorded_with_their_reason_and_counted_in_the_summary(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        *QUICK,
+        "study.name=nan",
+        "study.n_trials=3",
+        "trainer.max_epochs=3",
+        "space.training.lr.low=1e30",  # weights overflow to inf after one step: the loss is NaN
+        "space.training.lr.high=1e31",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(tmp_path, "nan")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+    reasons = {t.user_attrs["fail_reason"] for t in study.trials}
+    assert all(r.startswith("FloatingPointError: training loss is") for r in reasons), reasons
+    summary = json.loads((tmp_path / "studies" / "nan" / "summary.json").read_text())
+    assert summary["trials"]["fail"] == 3 and sum(summary["failures"].values()) == 3
+    assert "failed x" in result.stdout and "no trial completed yet" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/studies/mlflow.db")
+    run = client.get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"].startswith("FloatingPointError")
