@@ -61,6 +61,7 @@ class Objective:
         study_dir: where the best trial's checkpoint is written.
         tracker: MLflow bookkeeping, or None.
         seed: base seed; trial ``n`` uses ``seed + n``.
+        invocation: id of the command running this trial, recorded on the trial.
     """
 
     def __init__(
@@ -75,10 +76,12 @@ class Objective:
         study_dir: Path,
         tracker: Tracker | None = None,
         seed: int | None = 0,
+        invocation: str = "",
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
+        self.invocation = invocation
 
     def data_for(self, params: Mapping[str, Any]) -> TaskData:
         """The trial's data: forecasting windows follow a searched ``lookback``."""
@@ -112,6 +115,7 @@ class Objective:
             trial.set_user_attr("adjustments", notes)
         trial.set_user_attr("topology", params["topology"])
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("invocation", self.invocation)
         run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
@@ -173,6 +177,8 @@ class Objective:
             path.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(path, weights_only=True)
             trial.set_user_attr("checkpoint", str(path))
+            if run_id and self.tracker:  # other machines of the study find it here
+                self.tracker.log_artifact(run_id, path)
         return best.value, {**trial.user_attrs, self.metric: best.value}
 
     def _is_best(self, trial: optuna.Trial, value: float) -> bool:

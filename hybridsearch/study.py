@@ -7,9 +7,10 @@ import logging
 import shutil
 import sys
 import time
+import uuid
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,18 +167,18 @@ def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: st
 class Progress:
     """One live line for the study: trials done / pruned / failed, best value, elapsed time.
 
-    Counts the trials numbered from ``first`` on (this invocation's), read from the storage, so
-    it serves one in-process worker (as an optuna callback) and worker processes (polled) alike.
+    Counts this invocation's trials, read from the storage, so it serves one in-process worker
+    (as an optuna callback) and worker processes (polled) alike.
     """
 
-    def __init__(self, total: int | None, metric: str, first: int) -> None:
-        self.metric, self.first = metric, first
+    def __init__(self, total: int | None, metric: str, invocation: str) -> None:
+        self.metric, self.invocation = metric, invocation
         self.counts: Counter[str] = Counter()
         self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
 
     def update(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
-        self.counts = Counter(t.state.name for t in trials if t.number >= self.first)
+        self.counts = Counter(t.state.name for t in trials if t.user_attrs.get("invocation") == self.invocation)
         best = _best_trial(study)
         c = self.counts
         self.bar.n = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
@@ -202,23 +203,29 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def finished(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count towards ``study.n_trials``: complete, pruned, or failed by their own error.
-
-    A trial failed because its worker died (heartbeat, lost process) is retried instead of counted.
+def finished(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
+    """Trials of one invocation that count towards its ``study.n_trials``: complete, pruned, or
+    failed by their own error. A trial failed because its worker died is retried, not counted.
     """
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return sum(t.state in done or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs) for t in trials)
+    return sum(
+        t.user_attrs.get("invocation") == invocation
+        and (t.state in done or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs))
+        for t in trials
+    )
 
 
 class StopAt:
-    """Stops a worker once the study holds ``target`` finished trials, whichever worker ran them."""
+    """Stops a worker once its invocation has finished ``n_trials``, whichever of its workers ran them.
 
-    def __init__(self, target: int) -> None:
-        self.target = target
+    Commands run on other machines against the same study add their own ``n_trials`` each.
+    """
+
+    def __init__(self, n_trials: int, invocation: str) -> None:
+        self.n_trials, self.invocation = n_trials, invocation
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished(study.get_trials(deepcopy=False)) >= self.target:
+        if finished(study.get_trials(deepcopy=False), self.invocation) >= self.n_trials:
             study.stop()
 
 
@@ -234,6 +241,7 @@ class Session:
     study: optuna.Study
     tracker: Tracker
     enqueue: list[dict[str, Any]]
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
 
     @property
     def study_dir(self) -> Path:
@@ -250,18 +258,19 @@ class Session:
             study_dir=self.study_dir,
             tracker=self.tracker,
             seed=self.cfg.study.seed,
+            invocation=self.invocation,
         )
 
-    def optimize(self, *, target: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
-        """Run trials in this process until the study holds ``target`` finished trials or time is up."""
+    def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
+        """Run trials in this process until this invocation has ``n_trials`` finished trials or time is up."""
         cfg = self.cfg
         n_before = len(self.study.trials)
         seed = cfg.study.seed
         seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
         self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
         timeout = None if deadline is None else max(0.0, deadline - time.time())
-        stop = [StopAt(target)] if target is not None else []
-        if target is not None and finished(self.study.trials) >= target:
+        stop = [StopAt(n_trials, self.invocation)] if n_trials is not None else []
+        if n_trials is not None and finished(self.study.trials, self.invocation) >= n_trials:
             return
         self.study.optimize(
             self.objective(), timeout=timeout, callbacks=[*stop, *callbacks], catch=(Exception,), gc_after_trial=False
@@ -308,7 +317,6 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         for params in session.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
     session.study_dir.mkdir(parents=True, exist_ok=True)
-    target = None if cfg.study.n_trials is None else finished(study.trials) + cfg.study.n_trials
     deadline = None if cfg.study.timeout is None else time.time() + cfg.study.timeout
     session.tracker.start_parent(
         f"{cfg.study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -326,13 +334,13 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         else f"; {len(devices)} workers on " + ", ".join("cpu" if d is None else f"gpu {d}" for d in devices)
     )
     print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}{where}")
-    progress = Progress(cfg.study.n_trials, session.metric, first=n_before)
+    progress = Progress(cfg.study.n_trials, session.metric, session.invocation)
     status = "FAILED"
     try:
         if devices == [None]:
-            session.optimize(target=target, deadline=deadline, callbacks=[progress])
+            session.optimize(n_trials=cfg.study.n_trials, deadline=deadline, callbacks=[progress])
         else:
-            workers.launch(session, devices, target=target, deadline=deadline, progress=progress)
+            workers.launch(session, devices, deadline=deadline, progress=progress)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -376,7 +384,10 @@ def summarize(
     best = _best_trial(study)
     if best is not None and best.user_attrs.get("checkpoint"):
         checkpoint = study_dir / "best.ckpt"
-        shutil.copyfile(best.user_attrs["checkpoint"], checkpoint)
+        source = Path(best.user_attrs["checkpoint"])
+        if not source.exists() and best.user_attrs.get("mlflow_run_id"):  # trained on another machine
+            source = tracker.download(best.user_attrs["mlflow_run_id"], source.name, study_dir / "trials")
+        shutil.copyfile(source, checkpoint)
         model = load_best(checkpoint)
         test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
         test_metrics = test.test_metrics(model.predict(test.test.X, test.test.lengths))

@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 # MLflow run status for each final Optuna trial state.
@@ -60,17 +61,22 @@ class Tracker:
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(uri)
         try:
-            found = self.client.get_experiment_by_name(experiment)
-            if found is None:
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=_artifact_uri(artifact_location, uri)
-                )
-            else:
-                self.experiment_id = found.experiment_id
+            self.experiment_id = self._experiment(experiment, _artifact_uri(artifact_location, uri))
         except Exception as err:  # MLflow raises many kinds; all mean the same to a user
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"tracking.uri: cannot use MLflow at {uri}: {reason[:300]}") from None
         self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id  # another machine made it first
 
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
@@ -105,6 +111,11 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
+
+    def download(self, run_id: str, artifact_path: str, folder: Path) -> Path:
+        """Fetch an artifact of a run (say, a checkpoint written on another machine) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(folder)))
 
     def epoch_logger(self, run_id: str, flush_every_s: float = 10.0) -> EpochMetrics:
         return EpochMetrics(self, run_id, flush_every_s)

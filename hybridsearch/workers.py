@@ -1,8 +1,8 @@
 """Worker processes: one per GPU (or CPU workers sharing the cores), all pulling trials from one study.
 
 Each worker is ``python -m hybridsearch.workers <config> <index> ...`` with ``CUDA_VISIBLE_DEVICES``
-set to its GPU. It loads the data once and runs trials until the study holds its target number
-of finished trials: a worker whose trial ends early starts the next at once, there are no batches.
+set to its GPU. It loads the data once and runs trials until the command's workers have finished
+``study.n_trials`` between them: a worker whose trial ends starts the next at once, no batches.
 Every running trial records its worker (host:pid); when a worker dies, the parent fails its trial
 and queues the same parameters again. Workers on other machines are covered by the storage's
 heartbeats instead.
@@ -56,9 +56,7 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
-def launch(
-    session: Session, devices: list[str | None], *, target: int | None, deadline: float | None, progress: Progress
-) -> None:
+def launch(session: Session, devices: list[str | None], *, deadline: float | None, progress: Progress) -> None:
     """Start one worker process per device and wait for them, recovering the trials of any that die."""
     config = session.study_dir / "worker-config.yaml"
     OmegaConf.save(session.cfg, config, resolve=True)
@@ -69,7 +67,12 @@ def launch(
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": device if device is not None else ""}
         if device is None:
             env["OMP_NUM_THREADS"] = str(threads)
-        args = {"index": index, "target": target, "deadline": deadline, "parent_run_id": session.tracker.parent_run_id}
+        args = {
+            "index": index,
+            "deadline": deadline,
+            "invocation": session.invocation,
+            "parent_run_id": session.tracker.parent_run_id,
+        }
         cmd = [sys.executable, "-m", "hybridsearch.workers", str(config), json.dumps(args)]
         procs.append(subprocess.Popen(cmd, env=env))
     try:
@@ -129,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
 
     session = open_session(cfg, create=False)
     session.tracker.parent_run_id = args["parent_run_id"]
+    session.invocation = args["invocation"]
     try:
-        session.optimize(target=args["target"], deadline=args["deadline"], worker=args["index"])
+        session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

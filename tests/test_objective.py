@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from hybridsearch.data import prepare
 from hybridsearch.objective import Objective
 from hybridsearch.search_space import parse_space
-from hybridsearch.study import ConfigError, Progress, _load_study
+from hybridsearch.study import ConfigError, Progress, StopAt, _load_study, finished
 from hybridsearch.tracking import Tracker
 
 SPACE = parse_space(yaml.safe_load((Path(__file__).parents[1] / "conf" / "space" / "default.yaml").read_text()))
@@ -137,17 +137,41 @@ def test_a_real_trial_reports_each_epoch_and_keeps_its_best_weights(data, tracke
     assert len(tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "train_loss")) == 2
 
 
-def test_progress_counts_states_and_shows_the_best_value(capsys):
+def test_progress_counts_this_invocations_states_and_shows_the_best_value():
     study = optuna.create_study(direction="maximize")
-    progress = Progress(3, "val_acc")
+    other = study.ask()  # another machine's trial: not counted
+    other.set_user_attr("invocation", "elsewhere")
+    study.tell(other, 0.1)
+    progress = Progress(3, "val_acc", invocation="mine")
     for value, state in [(0.5, "COMPLETE"), (None, "PRUNED"), (0.9, "COMPLETE")]:
         trial = study.ask()
+        trial.set_user_attr("invocation", "mine")
         study.tell(trial, value, state=optuna.trial.TrialState[state])
         progress(study, study.trials[-1])
     assert progress.counts == {"COMPLETE": 2, "PRUNED": 1}
     assert progress.bar.n == 3
     assert "best val_acc 0.9000" in progress.bar.postfix
     progress.close()
+
+
+def test_stop_at_counts_only_this_invocations_finished_trials():
+    study = optuna.create_study()
+    stop = StopAt(2, "mine")
+    for invocation, state in [("mine", "COMPLETE"), ("other", "COMPLETE"), ("mine", "FAIL"), ("mine", "PRUNED")]:
+        trial = study.ask()
+        trial.set_user_attr("invocation", invocation)
+        study.tell(trial, 0.0 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
+    # a FAIL without a reason is a lost worker's trial, queued again: it does not count
+    assert finished(study.trials, "mine") == 2
+    failed = study.ask()
+    failed.set_user_attr("invocation", "mine")
+    failed.set_user_attr("fail_reason", "ValueError: x")  # the trial's own error: it counts
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    assert finished(study.trials, "mine") == 3
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    stop(study, study.trials[-1])
+    assert stopped
 
 
 def test_resuming_refuses_a_study_of_another_dataset(data, tmp_path):
