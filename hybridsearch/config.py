@@ -33,6 +33,7 @@ class StudyConfig:
     n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
+    refit: bool = True  # after the search, retrain the best on train + validation data: the final model
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
     grace_period: int = 60  # a trial silent this long is failed and queued again
 
@@ -54,6 +55,7 @@ class DataConfig:
     missing: str = "error"  # NaN / inf values: error | drop | fill
     val_fraction: float = 0.2  # of the training split; stratified for classification, last part for forecasting
     test_fraction: float = 0.2  # held out when no test split is given
+    cv_folds: int = 1  # k > 1: score each trial by k-fold cross-validation of training + validation data
     lookback: int = 24  # forecasting: steps each window reads (can be searched: space.data.lookback)
     horizon: int = 12  # forecasting: steps to forecast
     season: int | None = None  # forecasting: seasonal period of the naive baseline and MASE

@@ -62,6 +62,9 @@ class Objective:
         tracker: MLflow bookkeeping, or None.
         seed: base seed; trial ``n`` uses ``seed + n``.
         invocation: id of the command running this trial, recorded on the trial.
+        cv_folds: with k > 1, each trial trains k models, one per fold of training plus validation
+            data, and scores the mean of their validation metrics (the first fold is reported
+            each epoch, for pruning): steadier than one small validation split.
     """
 
     def __init__(
@@ -77,19 +80,20 @@ class Objective:
         tracker: Tracker | None = None,
         seed: int | None = 0,
         invocation: str = "",
+        cv_folds: int = 1,
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
-        self.invocation = invocation
+        self.invocation, self.cv_folds = invocation, cv_folds
 
     def data_for(self, params: Mapping[str, Any]) -> TaskData:
         """The trial's data: forecasting windows follow a searched ``lookback``."""
         return self.data.with_lookback(params["lookback"]) if "lookback" in params else self.data
 
-    def build(self, params: Mapping[str, Any]) -> HybridModule:
-        """The LightningModule for a set of trial parameters."""
-        d = self.data_for(params)
+    def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
+        """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
+        d = data or self.data_for(params)
         x_mean, x_std = d.scaling()
         y_mean, y_std = d.target_scaling()
         return HybridModule(
@@ -140,46 +144,87 @@ class Objective:
         finish(run_id, "COMPLETE", attrs=attrs)
         return value
 
-    def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
-        seed = None if self.seed is None else self.seed + trial.number
+    def fit(
+        self,
+        params: Mapping[str, Any],
+        data: TaskData,
+        *,
+        seed: int | None,
+        callbacks: list[L.Callback] = (),
+        max_epochs: int | None = None,
+        validate: bool = True,
+    ) -> tuple[HybridModule, L.Trainer]:
+        """Train one model of ``params`` on ``data``'s training split (validating each epoch)."""
         if seed is not None:
             L.seed_everything(seed, workers=True, verbose=False)
-        module = self.build(params)
-        trial.set_user_attr("n_params", count_parameters(module))
+        module = self.build(params, data)
         batch_size = int(params.get("batch_size", 32))
-        best = BestEpoch(self.metric, self.direction)
-        callbacks: list[L.Callback] = [best]
-        if run_id and self.tracker:
-            callbacks.append(self.tracker.epoch_logger(run_id))
-        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
-        callbacks.extend(instantiate(c) for c in self.callbacks_cfg.values() if c)
+        overrides = {"max_epochs": max_epochs} if max_epochs else {}
+        extra = [instantiate(c) for c in self.callbacks_cfg.values() if c] if validate else []
         trainer: L.Trainer = instantiate(
-            self.trainer_cfg, callbacks=callbacks, logger=False, enable_checkpointing=False, num_sanity_val_steps=0
+            {**self.trainer_cfg, **overrides},
+            callbacks=[*callbacks, *extra],
+            logger=False,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=1.0 if validate else 0,
         )
-        start = time.perf_counter()
+        val = data.loader("val", max(batch_size, 256)) if validate else None
+        trainer.fit(module, data.loader("train", batch_size, shuffle=True, seed=seed or 0), val)
+        return module, trainer
+
+    def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
+        seed = None if self.seed is None else self.seed + trial.number
         data = self.data_for(params)
-        trainer.fit(
-            module,
-            data.loader("train", batch_size, shuffle=True, seed=seed or 0),
-            data.loader("val", max(batch_size, 256)),
-        )
-        elapsed = time.perf_counter() - start
-        epochs = trainer.current_epoch
-        attrs = {"epochs": epochs, "seconds_per_epoch": round(elapsed / max(1, epochs), 4)}
+        splits = data.folds(self.cv_folds, seed or 0) if self.cv_folds > 1 else [data]
+        start = time.perf_counter()
+        results = []
+        for i, split in enumerate(splits):
+            best = BestEpoch(self.metric, self.direction)
+            callbacks: list[L.Callback] = [best]
+            if i == 0:  # the first split reports each epoch, to MLflow and to the pruner
+                if run_id and self.tracker:
+                    callbacks.append(self.tracker.epoch_logger(run_id))
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+            module, trainer = self.fit(
+                params, split, seed=None if seed is None else seed + 1000 * i, callbacks=callbacks
+            )
+            if best.state is None or best.value is None:
+                raise RuntimeError(f"no finite {self.metric} was measured in {trainer.current_epoch} epochs")
+            results.append((best, module, trainer))
+        best, module, trainer = results[0]
+        epochs = sum(t.current_epoch for _, _, t in results)
+        attrs = {
+            "n_params": count_parameters(module),
+            "epochs": epochs,
+            "seconds_per_epoch": round((time.perf_counter() - start) / max(1, epochs), 4),
+            "best_epoch": round(sum(b.epoch for b, _, _ in results) / len(results)),
+            "device": str(trainer.strategy.root_device),
+        }
+        if len(results) > 1:
+            attrs["fold_values"] = [b.value for b, _, _ in results]
+        if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the GPU this worker was pinned to
+            attrs["gpu"] = os.environ["CUDA_VISIBLE_DEVICES"]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        if best.state is None or best.value is None:
-            raise RuntimeError(f"no finite {self.metric} was measured in {epochs} epochs")
-        trial.set_user_attr("best_epoch", best.epoch)
+        value = sum(b.value for b, _, _ in results) / len(results)
         module.load_state_dict(best.state)
-        if self._is_best(trial, best.value):
+        if self._is_best(trial, value):
             path = self.study_dir / "trials" / f"trial-{trial.number}.ckpt"
             path.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(path, weights_only=True)
             trial.set_user_attr("checkpoint", str(path))
             if run_id and self.tracker:  # other machines of the study find it here
                 self.tracker.log_artifact(run_id, path)
-        return best.value, {**trial.user_attrs, self.metric: best.value}
+        return value, {**trial.user_attrs, self.metric: value}
+
+    def refit(self, params: Mapping[str, Any], epochs: int, path: Path) -> HybridModule:
+        """The final model: ``params`` trained on training plus validation data for ``epochs`` epochs,
+        saved to ``path``."""
+        data = self.data_for(params).merged()
+        module, trainer = self.fit(params, data, seed=self.seed, max_epochs=max(1, epochs), validate=False)
+        trainer.save_checkpoint(path, weights_only=True)
+        return module.eval()
 
     def _is_best(self, trial: optuna.Trial, value: float) -> bool:
         """Whether no finished trial of the study beats ``value`` (so its weights are worth keeping)."""

@@ -51,7 +51,12 @@ def quiet_libraries() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for message in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*"):
+    for message in (
+        ".*does not have many workers.*",
+        ".*number of training batches.*",
+        ".*LeafSpec.*",
+        ".*no `val_dataloader`.*",
+    ):
         warnings.filterwarnings("ignore", message=message)
 
 
@@ -259,6 +264,7 @@ class Session:
             tracker=self.tracker,
             seed=self.cfg.study.seed,
             invocation=self.invocation,
+            cv_folds=self.cfg.data.cv_folds,
         )
 
     def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
@@ -289,7 +295,11 @@ def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
     enqueue = _check_enqueue(cfg, space)
     pruner = _instantiate(cfg, "pruner")
     _instantiate(cfg, "sampler")
-    data = prepare(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.study.seed or 0)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    cv_folds = data_cfg.pop("cv_folds")
+    data = prepare(**data_cfg, seed=cfg.study.seed or 0)
+    if cv_folds < 1 or (cv_folds > 1 and data.forecast is not None):
+        raise ConfigError(f"data.cv_folds: must be 1 or more, and 1 for forecasting; got {cv_folds}")
     _check_data_space(space, data)
     storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
@@ -348,19 +358,17 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     finally:
         progress.close()
         session.tracker.end_parent(status)
-    return summarize(study, data, session.study_dir, cfg, session.metric, session.direction, session.tracker)
+    return summarize(session)
 
 
-def summarize(
-    study: optuna.Study,
-    data: TaskData,
-    study_dir: Path,
-    cfg: DictConfig,
-    metric: str,
-    direction: str,
-    tracker: Tracker,
-) -> dict[str, Any]:
-    """Score the best model once on the held-out test split, copy it to best.ckpt, write summary.json."""
+def summarize(session: Session) -> dict[str, Any]:
+    """Score the best model once on the held-out test split, save it as best.ckpt, write summary.json.
+
+    With ``study.refit`` the best configuration is trained again on training plus validation data
+    for its best epoch count; that model becomes best.ckpt and both are scored.
+    """
+    study, data, tracker, cfg, metric = session.study, session.data, session.tracker, session.cfg, session.metric
+    study_dir = session.study_dir
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)
     failures = Counter(t.user_attrs.get("fail_reason", "unknown") for t in trials if t.state.name == "FAIL")
@@ -368,7 +376,7 @@ def summarize(
         "study": study.study_name,
         "data": data.describe(),
         "metric": metric,
-        "direction": direction,
+        "direction": session.direction,
         "best_trial": None,
         "best_value": None,
         "best_params": None,
@@ -383,28 +391,42 @@ def summarize(
     }
     best = _best_trial(study)
     if best is not None and best.user_attrs.get("checkpoint"):
-        checkpoint = study_dir / "best.ckpt"
+        searched = study_dir / "search.ckpt"
         source = Path(best.user_attrs["checkpoint"])
         if not source.exists() and best.user_attrs.get("mlflow_run_id"):  # trained on another machine
             source = tracker.download(best.user_attrs["mlflow_run_id"], source.name, study_dir / "trials")
-        shutil.copyfile(source, checkpoint)
-        model = load_best(checkpoint)
+        shutil.copyfile(source, searched)
         test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
-        test_metrics = test.test_metrics(model.predict(test.test.X, test.test.lengths))
-        summary["baseline"] = test.baseline()
+        scores = {"search": test.test_metrics(load_best(searched).predict(test.test.X, test.test.lengths))}
+        checkpoint = study_dir / "best.ckpt"
+        if cfg.study.refit:
+            epochs = int(best.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
+            session.objective().refit(best.params, epochs, checkpoint)
+            scores["refit"] = test.test_metrics(load_best(checkpoint).predict(test.test.X, test.test.lengths))
+            summary["refit_epochs"] = epochs
+        else:
+            shutil.copyfile(searched, checkpoint)
         summary.update(
             best_trial=best.number,
             best_value=best.value,
             best_params=best.params,
             best_attrs={k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs},
-            test_metrics=test_metrics,
+            test_metrics=scores.get("refit", scores["search"]),
+            search_test_metrics=scores["search"],
+            refit=bool(cfg.study.refit),
             checkpoint=str(checkpoint),
+            search_checkpoint=str(searched),
             mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
+            baseline=test.baseline(),
         )
         if tracker.parent_run_id:
             tracker.log_metrics(
                 tracker.parent_run_id,
-                {f"best_{metric}": best.value, **{f"test_{k}": v for k, v in test_metrics.items()}},
+                {
+                    f"best_{metric}": best.value,
+                    **{f"test_{k}": v for k, v in summary["test_metrics"].items()},
+                    **{f"search_test_{k}": v for k, v in scores["search"].items()},
+                },
             )
             tracker.log_artifact(tracker.parent_run_id, checkpoint)
     path = study_dir / "summary.json"
@@ -437,11 +459,15 @@ def report(summary: dict[str, Any]) -> str:
         params = dict(summary["best_params"])
         topology = params.pop("topology")
         tests = ", ".join(f"{k} {v:.4f}" for k, v in summary["test_metrics"].items())
+        searched = ", ".join(f"{k} {v:.4f}" for k, v in summary["search_test_metrics"].items())
         lines += [
             f"best trial #{summary['best_trial']}: {topology}",
             "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
             f"  validation {summary['metric']} {summary['best_value']:.4f} | test {tests}",
         ]
+        if summary.get("refit"):
+            lines[-1] += f" (refit on train + validation, {summary['refit_epochs']} epochs)"
+            lines.append(f"  the search-time model itself: test {searched}")
         if summary.get("baseline"):
             naive = ", ".join(f"{k} {v:.4f}" for k, v in summary["baseline"].items())
             lines.append(f"  seasonal-naive baseline on the same test windows: {naive}")

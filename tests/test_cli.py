@@ -79,6 +79,11 @@ def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
     X, y = load_classification("ItalyPowerDemand", split="test")
     assert np.mean(model.predict(X) == y) == pytest.approx(summary["test_metrics"]["accuracy"])
     assert summary["checkpoint"] == "studies/tiny/best.ckpt"
+    # study.refit (on by default): the final model was retrained on train + validation data.
+    assert summary["refit"] is True and summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
+    assert set(summary["search_test_metrics"]) == {"accuracy"}
+    searched = load_best(cwd / "studies" / "tiny" / "search.ckpt")
+    assert np.mean(searched.predict(X) == y) == pytest.approx(summary["search_test_metrics"]["accuracy"])
 
     # The final printout names the best architecture and the dashboard commands.
     out = second.stdout

@@ -106,24 +106,25 @@ def test_trial_records_only_the_parameters_of_its_topology(data, tracker, tmp_pa
     assert trial.user_attrs["adjustments"] == ["patch_len 32 -> 24: longer than the series"]
 
 
+CASCADE = {
+    "topology": "cascade",
+    "conv_layers": 1,
+    "conv_channels_1": 16,
+    "conv_kernel_1": 3,
+    "pool": "none",
+    "lstm_hidden": 16,
+    "lstm_layers": 1,
+    "bidirectional": False,
+    "dropout": 0.0,
+    "lr": 1e-2,
+    "weight_decay": 1e-5,
+    "batch_size": 16,
+}
+
+
 def test_a_real_trial_reports_each_epoch_and_keeps_its_best_weights(data, tracker, tmp_path):
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial(
-        {
-            "topology": "cascade",
-            "conv_layers": 1,
-            "conv_channels_1": 16,
-            "conv_kernel_1": 3,
-            "pool": "none",
-            "lstm_hidden": 16,
-            "lstm_layers": 1,
-            "bidirectional": False,
-            "dropout": 0.0,
-            "lr": 1e-2,
-            "weight_decay": 1e-5,
-            "batch_size": 16,
-        }
-    )
+    study.enqueue_trial(CASCADE)
     study.optimize(make_objective(data, tracker, tmp_path), n_trials=1)
     trial = study.trials[0]
     assert trial.state.name == "COMPLETE", trial.user_attrs
@@ -193,3 +194,24 @@ def test_mlflow_metrics_land_in_the_tracker(tracker):
     run_id = tracker.start_trial(99, {"topology": "lstm"})
     tracker.log_metrics(run_id, {"x": 1.0}, step=3)
     assert MlflowClient(tracker.uri).get_metric_history(run_id, "x")[0].step == 3
+
+
+def test_cross_validated_trial_scores_the_mean_of_its_folds(data, tracker, tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(CASCADE)
+    study.optimize(make_objective(data, tracker, tmp_path, cv_folds=3), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE", trial.user_attrs
+    folds = trial.user_attrs["fold_values"]
+    assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
+    assert trial.user_attrs["epochs"] == 6  # 2 epochs per fold
+    assert trial.intermediate_values.keys() == {0, 1}  # the first fold reports each epoch, for pruning
+
+
+def test_refit_trains_on_training_plus_validation_data(data, tracker, tmp_path):
+    objective = make_objective(data, tracker, tmp_path)
+    model = objective.refit(CASCADE, epochs=2, path=tmp_path / "refit.ckpt")
+    assert (tmp_path / "refit.ckpt").exists()
+    assert model.predict(data.test.X).shape == (len(data.test),)
+    merged = data.merged()
+    assert model.x_mean.flatten().tolist() == pytest.approx(merged.scaling()[0])

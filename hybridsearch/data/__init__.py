@@ -71,6 +71,33 @@ class TaskData:
             return self
         return _windowed(self.forecast, lookback)
 
+    def merged(self) -> TaskData:
+        """Training and validation data as one training split (for the final refit)."""
+        both = Series(*(np.concatenate([getattr(self.train, k), getattr(self.val, k)]) for k in ("X", "lengths", "y")))
+        return replace(self, train=both)
+
+    def folds(self, k: int, seed: int) -> list[TaskData]:
+        """k train / validation splits of training plus validation data, stratified for classification."""
+        if self.forecast is not None:
+            raise DataError("data.cv_folds: forecasting validates on the latest part of the series; use 1")
+        pool = self.merged().train
+        rng = np.random.default_rng(seed)
+        fold_of = np.empty(len(pool), dtype=np.int64)
+        groups = (
+            [np.flatnonzero(pool.y == c) for c in np.unique(pool.y)]
+            if self.task == "classification"
+            else [np.arange(len(pool))]
+        )
+        offset = 0
+        for idx in groups:  # deal each class round-robin over the folds
+            idx = rng.permutation(idx)
+            fold_of[idx] = (np.arange(len(idx)) + offset) % k
+            offset += len(idx)
+        return [
+            replace(self, train=pool.take(np.flatnonzero(fold_of != i)), val=pool.take(np.flatnonzero(fold_of == i)))
+            for i in range(k)
+        ]
+
     def describe(self) -> str:
         sizes = f"{len(self.train)}/{len(self.val)}/{len(self.test)} train/val/test"
         if self.task == "classification":

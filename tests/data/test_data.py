@@ -257,3 +257,24 @@ def test_non_numeric_value_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         prepare(path=str(tmp_path / "bad.csv"))
     assert "column 't7' row 4 holds a non-number: 'oops'" in one_line(err)
+
+
+def test_folds_partition_training_and_validation_data_by_class() -> None:
+    data = prepare("BasicMotions")
+    folds = data.folds(4, seed=0)
+    pool = len(data.train) + len(data.val)
+    assert [len(f.train) + len(f.val) for f in folds] == [pool] * 4
+    seen = np.concatenate([f.val.X for f in folds])
+    assert len(seen) == pool and len(np.unique(seen.reshape(pool, -1), axis=0)) == pool  # each series once
+    for f in folds:
+        assert sorted(np.unique(f.val.y).tolist()) == [0, 1, 2, 3]  # stratified
+        np.testing.assert_array_equal(f.test.X, data.test.X)  # the test split never moves
+    with pytest.raises(DataError, match="cv_folds"):
+        prepare("airline", task="forecasting").folds(3, 0)
+
+
+def test_merged_training_data_adds_validation_to_training() -> None:
+    data = prepare("GunPoint")
+    merged = data.merged()
+    assert len(merged.train) == len(data.train) + len(data.val)
+    np.testing.assert_array_equal(merged.test.X, data.test.X)

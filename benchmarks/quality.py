@@ -1,0 +1,248 @@
+"""Search quality against the peers, side by side: writes a Markdown table, a CSV and a plot.
+
+    python benchmarks/quality.py [--datasets GunPoint ItalyPowerDemand BasicMotions] [--seeds 0 1 2]
+                                 [--budget 600] [--out benchmarks/results] [--readme]
+    python benchmarks/quality.py --ablation [--budget 300]   # TPE vs random, pruning on vs off
+
+For each dataset and seed, on the dataset's own train / test split:
+- hybridsearch: the default study (``+study=timeseries``) with a wall-clock budget, all four hybrids;
+  test accuracy of its final model;
+- the best single topology: each of the four hybrids searched alone for a quarter of the budget;
+  the one with the best validation score, and its test accuracy;
+- aeon's MiniRocketClassifier, trained on the same training data, with its fit time.
+Published figures are listed beside them with their sources. ``--readme`` writes the table into
+the README between its results markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HYBRIDS = ("feature_extractor", "parallel", "cascade", "conv_gated")
+# Published test accuracies: LSTM-FCN (Karim et al. 2017, min-train-loss checkpoint) and
+# InceptionTime (Ismail Fawaz et al. 2020, UCR/UEA archive results).
+REFERENCES = {
+    "GunPoint": {"LSTM-FCN": 1.000, "InceptionTime": 1.000},
+    "ItalyPowerDemand": {"LSTM-FCN": 0.962, "InceptionTime": 0.965},
+    "BasicMotions": {"InceptionTime": 1.000},
+}
+MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+
+
+def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *extra: str) -> dict:
+    """One hybridsearch study through the command line; returns its summary plus search statistics."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "hybridsearch",
+        "+study=timeseries",
+        f"study.name={name}",
+        f"study.root={root}",
+        f"data.name={dataset}",
+        f"study.seed={seed}",
+        "study.n_trials=null",
+        f"study.timeout={budget}",
+        f"hydra.run.dir={root}/hydra/{name}",
+        *extra,
+    ]
+    start = time.time()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    summary = json.loads((root / name / "summary.json").read_text())
+    import optuna
+
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{root}/optuna.db").trials
+    summary["epochs_trained"] = sum(t.user_attrs.get("epochs", 0) for t in trials)
+    summary["n_trials"] = len(trials)
+    summary["wall_s"] = time.time() - start
+    return summary
+
+
+def minirocket(dataset: str, seed: int) -> tuple[float, float]:
+    from aeon.classification.convolution_based import MiniRocketClassifier
+    from aeon.datasets import load_classification
+
+    X, y = load_classification(dataset, split="train")
+    X_test, y_test = load_classification(dataset, split="test")
+    start = time.time()
+    model = MiniRocketClassifier(random_state=seed).fit(X, y)
+    accuracy = float(np.mean(model.predict(X_test) == y_test))
+    return accuracy, time.time() - start
+
+
+def mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def compare(args: argparse.Namespace, root: Path) -> list[dict]:
+    rows = []
+    for dataset in args.datasets:
+        hybrid, single, rocket, rocket_s, single_names, trials = [], [], [], [], [], []
+        for seed in args.seeds:
+            s = run_study(dataset, seed, args.budget, root, f"{dataset}-{seed}")
+            hybrid.append(s["test_metrics"]["accuracy"])
+            trials.append(s["n_trials"])
+            alone = [
+                run_study(
+                    dataset, seed, args.budget / len(HYBRIDS), root, f"{dataset}-{seed}-{t}", f"space.topology=[{t}]"
+                )
+                for t in HYBRIDS
+            ]
+            pick = max(alone, key=lambda a: a["best_value"] if a["best_value"] is not None else -1)
+            single.append(pick["test_metrics"]["accuracy"])
+            single_names.append(pick["best_params"]["topology"])
+            acc, seconds = minirocket(dataset, seed)
+            rocket.append(acc)
+            rocket_s.append(seconds)
+            print(
+                f"{dataset} seed {seed}: hybridsearch {hybrid[-1]:.3f} ({s['n_trials']} trials), "
+                f"best single {single[-1]:.3f} ({single_names[-1]}), MiniRocket {acc:.3f}",
+                flush=True,
+            )
+        refs = REFERENCES.get(dataset, {})
+        rows.append(
+            {
+                "dataset": dataset,
+                "hybridsearch": mean_spread(hybrid),
+                "hybridsearch_mean": statistics.mean(hybrid),
+                "trials": round(statistics.mean(trials)),
+                "best_single_topology": f"{mean_spread(single)} ({max(set(single_names), key=single_names.count)})",
+                "best_single_mean": statistics.mean(single),
+                "minirocket": f"{statistics.mean(rocket):.3f} ({statistics.mean(rocket_s):.1f} s)",
+                "minirocket_mean": statistics.mean(rocket),
+                "lstm_fcn_published": refs.get("LSTM-FCN", ""),
+                "inceptiontime_published": refs.get("InceptionTime", ""),
+            }
+        )
+    return rows
+
+
+def ablation(args: argparse.Namespace, root: Path) -> list[dict]:
+    variants = {
+        "TPE + median pruning (default)": [],
+        "random search": ["sampler=random"],
+        "TPE, no pruning": ["pruner=none"],
+    }
+    rows = []
+    for dataset in args.datasets:
+        for label, extra in variants.items():
+            runs = [
+                run_study(dataset, seed, args.budget, root, f"{dataset}-{seed}-{len(rows)}", *extra)
+                for seed in args.seeds
+            ]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": label,
+                    "test_accuracy": mean_spread([r["test_metrics"]["accuracy"] for r in runs]),
+                    "best_val": mean_spread([r["best_value"] for r in runs]),
+                    "trials": round(statistics.mean(r["n_trials"] for r in runs)),
+                    "epochs_trained": round(statistics.mean(r["epochs_trained"] for r in runs)),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], columns: dict[str, str]) -> str:
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[k]) for k in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["dataset"] for r in rows]
+    series = {
+        "hybridsearch": "hybridsearch_mean",
+        "best single topology": "best_single_mean",
+        "MiniRocket": "minirocket_mean",
+    }
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len(rows), 3.6))
+    for i, (name, key) in enumerate(series.items()):
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=name)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(min(0.8, min(r[k] for r in rows for k in series.values()) - 0.02), 1.005)
+    ax.set_ylabel("test accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["GunPoint", "ItalyPowerDemand", "BasicMotions"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=600, help="seconds of search per dataset and seed")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--ablation", action="store_true", help="TPE vs random, pruning on vs off")
+    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="hybridsearch-bench-"))
+    setup = f"budget {args.budget:.0f} s per dataset and seed, seeds {args.seeds}, 2-core CPU"
+    if args.ablation:
+        rows = ablation(args, root)
+        columns = {
+            "dataset": "dataset",
+            "variant": "search",
+            "test_accuracy": "test accuracy",
+            "best_val": "best validation accuracy",
+            "trials": "trials",
+            "epochs_trained": "epochs trained",
+        }
+        name = "ablation"
+    else:
+        rows = compare(args, root)
+        columns = {
+            "dataset": "dataset",
+            "hybridsearch": "hybridsearch",
+            "trials": "trials",
+            "best_single_topology": "best single topology",
+            "minirocket": "MiniRocket (fit time)",
+            "lstm_fcn_published": "LSTM-FCN (published)",
+            "inceptiontime_published": "InceptionTime (published)",
+        }
+        name = "quality"
+        plot(rows, args.out / "quality.png")
+    table = f"Test accuracy, {setup}; mean ± standard deviation over seeds.\n\n" + markdown(rows, columns)
+    (args.out / f"{name}.md").write_text(table + "\n")
+    with (args.out / f"{name}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(table)
+    if args.readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
+        block = f"{MARKERS[0]}\n<!-- written by benchmarks/quality.py; do not edit by hand -->\n"
+        block += (ROOT / "benchmarks" / "results" / "quality.md").read_text()
+        ablation_md = ROOT / "benchmarks" / "results" / "ablation.md"
+        if ablation_md.exists():
+            block += "\nSearch strategies, same budget:\n\n" + ablation_md.read_text()
+        block += "\n![test accuracy](benchmarks/results/quality.png)\n"
+        readme.write_text(text[:start] + block + text[end:])
+
+
+if __name__ == "__main__":
+    main()
