@@ -90,7 +90,7 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
         f"data.name={data_name}",
         "study.n_trials=1",
         f"trainer.max_epochs={epochs}",
-        "pruner=median",
+        "pruner=percentile",
         "~callbacks.early_stopping",
         f"hydra.run.dir={root}/hydra",
         "study.enqueue=[" + json.dumps(PARAMS).replace('"', "") + "]",  # Hydra's override grammar

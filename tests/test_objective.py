@@ -215,3 +215,31 @@ def test_refit_trains_on_training_plus_validation_data(data, tracker, tmp_path):
     assert model.predict(data.test.X).shape == (len(data.test),)
     merged = data.merged()
     assert model.x_mean.flatten().tolist() == pytest.approx(merged.scaling()[0])
+
+
+def test_cached_pruner_decides_as_its_pruner_while_reading_the_study_once_per_trial(monkeypatch):
+    from hybridsearch.study import CachedPruner
+
+    inner = optuna.pruners.PercentilePruner(25.0, n_startup_trials=2, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=CachedPruner(inner))
+    reference = optuna.create_study(direction="maximize", pruner=inner)
+    for s in (study, reference):
+        for curve in ([0.5, 0.6, 0.7], [0.4, 0.8, 0.9], [0.6, 0.7, 0.8]):
+            trial = s.ask()
+            for step, value in enumerate(curve):
+                trial.report(value, step)
+            s.tell(trial, curve[-1])
+    reads = []
+    real = optuna.Study.get_trials
+    monkeypatch.setattr(optuna.Study, "get_trials", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    decisions = {}
+    for name, s in (("cached", study), ("plain", reference)):
+        trial = s.ask()
+        decisions[name] = []
+        for step, value in enumerate([0.55, 0.3, 0.2]):
+            trial.report(value, step)
+            decisions[name].append(trial.should_prune())
+        if name == "cached":
+            cached_reads, reads[:] = len(reads), []
+    assert decisions["cached"] == decisions["plain"] and any(decisions["plain"])
+    assert cached_reads == 1 and len(reads) == 3  # once per trial, instead of at every step
