@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 @dataclass
 class StudyConfig:
     name: str = "timeseries"  # Optuna study, MLflow experiment and folder studies/<name>/
-    n_trials: int = 30  # trials to add in this invocation (as optuna's optimize)
+    n_trials: int | None = 30  # finished trials to add in this invocation; null: until study.timeout
     timeout: float | None = None  # seconds; stop starting new trials after this
     seed: int | None = 0  # sampler seed; also seeds each trial's weights and batches
     root: str = "studies"  # where embedded storage, MLflow data and study folders live
@@ -34,6 +34,8 @@ class StudyConfig:
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
     refit: bool = True  # after the search, retrain the best on train + validation data: the final model
+    report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
+    register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
     grace_period: int = 60  # a trial silent this long is failed and queued again
 

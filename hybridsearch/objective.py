@@ -31,6 +31,7 @@ class BestEpoch(L.Callback):
         self.key: tuple[float, float] | None = None
         self.value: float | None = None
         self.epoch = -1
+        self.loss = math.inf
         self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -40,7 +41,7 @@ class BestEpoch(L.Callback):
         loss = float(trainer.callback_metrics.get("val_loss", math.inf))
         key = (self.sign * value, -loss)
         if math.isfinite(value) and (self.key is None or key > self.key):
-            self.key, self.value, self.epoch = key, value, trainer.current_epoch
+            self.key, self.value, self.epoch, self.loss = key, value, trainer.current_epoch, loss
             self.state = copy.deepcopy(pl_module.state_dict())
 
 
@@ -199,6 +200,7 @@ class Objective:
             "epochs": epochs,
             "seconds_per_epoch": round((time.perf_counter() - start) / max(1, epochs), 4),
             "best_epoch": round(sum(b.epoch for b, _, _ in results) / len(results)),
+            "val_loss": sum(b.loss for b, _, _ in results) / len(results),  # breaks ties between equal scores
             "device": str(trainer.strategy.root_device),
         }
         if len(results) > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -51,6 +52,7 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its warning about pickle: we choose pickle
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for message in (
         ".*does not have many workers.*",
@@ -255,10 +257,13 @@ class Progress:
 
 
 def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
+    """The best complete trial; among equal scores (accuracy on a small validation set ties often),
+    the one with the lowest validation loss."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not done:
         return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(done, key=lambda t: (sign * t.value, -t.user_attrs.get("val_loss", math.inf), -t.number))
 
 
 def finished(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
@@ -397,21 +402,65 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         else f"; {len(devices)} workers on " + ", ".join("cpu" if d is None else f"gpu {d}" for d in devices)
     )
     print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}{where}")
+    OmegaConf.save(cfg, session.study_dir / "config.yaml", resolve=True)  # what the report re-reads
+    _dashboard_note(session, len(devices))
     progress = Progress(cfg.study.n_trials, session.metric, session.invocation)
     status = "FAILED"
     try:
-        if devices == [None]:
-            session.optimize(n_trials=cfg.study.n_trials, deadline=deadline, callbacks=[progress])
-        else:
-            workers.launch(session, devices, deadline=deadline, progress=progress)
+        try:
+            if devices == [None]:
+                session.optimize(n_trials=cfg.study.n_trials, deadline=deadline, callbacks=[progress])
+            else:
+                workers.launch(session, devices, deadline=deadline, progress=progress)
+        finally:
+            progress.close()
+        summary = summarize(session)
+        if cfg.study.report and summary["best_trial"] is not None:
+            summary["report"] = str(attach_report(session))
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        progress.close()
         session.tracker.end_parent(status)
-    return summarize(session)
+    return summary
+
+
+def _dashboard_note(session: Session, n_workers: int) -> None:
+    """The study's note in optuna-dashboard: what it searches, on what data, with what budget."""
+    from optuna_dashboard import save_note
+
+    s = session.cfg.study
+    save_note(
+        session.study,
+        f"**Data**: {session.data.describe()}\n\n"
+        f"**Metric**: {session.metric} ({session.direction})\n\n"
+        f"**Topologies**: {', '.join(session.space.topologies)}\n\n"
+        f"**Latest run's budget**: n_trials={s.n_trials}, timeout={s.timeout} s, "
+        f"max_epochs={session.cfg.trainer.max_epochs}, workers={n_workers}, cv_folds={session.cfg.data.cv_folds}",
+    )
+
+
+def attach_report(session: Session) -> Path:
+    """Write the study's report; attach its images to the MLflow parent run and the dashboard."""
+    from hybridsearch.report import write_report
+
+    page = write_report(session.study_dir)
+    if session.tracker.parent_run_id:
+        session.tracker.log_folder(session.tracker.parent_run_id, page.parent, "report")
+    folder = dashboard_artifacts(session.cfg.study.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(folder))
+    for image in sorted(page.parent.glob("*.png")):
+        optuna.artifacts.upload_artifact(
+            artifact_store=store, file_path=str(image), study_or_trial=session.study, mimetype="image/png"
+        )
+    return page
+
+
+def dashboard_artifacts(root: str) -> Path:
+    """Where the dashboard finds the studies' attached plots (optuna-dashboard --artifact-dir)."""
+    return Path(root) / "dashboard-artifacts"
 
 
 def summarize(session: Session) -> dict[str, Any]:
@@ -459,6 +508,11 @@ def summarize(session: Session) -> dict[str, Any]:
             summary["refit_epochs"] = epochs
         else:
             shutil.copyfile(searched, checkpoint)
+        if cfg.study.register and tracker.parent_run_id:
+            summary["registered_model"] = {
+                "name": study.study_name,
+                "version": tracker.register_model(load_best(checkpoint), study.study_name, test.test.X[:2]),
+            }
         summary.update(
             best_trial=best.number,
             best_value=best.value,
@@ -489,13 +543,13 @@ def summarize(session: Session) -> dict[str, Any]:
     return summary
 
 
-def dashboard_commands(storage: str, tracking_uri: str) -> list[str]:
+def dashboard_commands(storage: str, tracking_uri: str, root: str = "studies") -> list[str]:
     mlflow = (
         f"open {tracking_uri}"
         if tracking_uri.startswith("http")
         else f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
     )
-    return [f"optuna-dashboard {storage} --port 8080", mlflow]
+    return [f"optuna-dashboard {storage} --artifact-dir {dashboard_artifacts(root)} --port 8080", mlflow]
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -527,8 +581,11 @@ def report(summary: dict[str, Any]) -> str:
         lines += [
             f"  model: {summary['checkpoint']}  (hybridsearch.load_best({str(Path(summary['checkpoint']).parent)!r}))",
         ]
+    if summary.get("report"):
+        lines.append(f"report: {summary['report']}")
     lines.append("dashboards:")
-    lines += [f"  {c}" for c in dashboard_commands(summary["storage"], summary["tracking_uri"])]
+    root = str(Path(summary["checkpoint"]).parent.parent) if summary.get("checkpoint") else "studies"
+    lines += [f"  {c}" for c in dashboard_commands(summary["storage"], summary["tracking_uri"], root)]
     return "\n".join(lines)
 
 

@@ -112,6 +112,35 @@ class Tracker:
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
+    def register_model(self, module: Any, name: str, example: Any) -> str | None:
+        """Log the final model to the parent run and register it as ``name``; returns its version.
+
+        It loads back with ``mlflow.pytorch.load_model(f"models:/{name}/{version}")``.
+        """
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = module(torch.as_tensor(example)).numpy()
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=self.parent_run_id):
+            info = mlflow.pytorch.log_model(
+                module,
+                name="model",
+                registered_model_name=name,
+                signature=infer_signature(example, output),
+                input_example=example,
+                serialization_format="pickle",  # the module itself, with predict(), not an exported graph
+                # Given, so MLflow does not spend seconds inferring them.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "lightning", "hybridsearch"],
+            )
+        return None if info.registered_model_version is None else str(info.registered_model_version)
+
+    def log_folder(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
     def download(self, run_id: str, artifact_path: str, folder: Path) -> Path:
         """Fetch an artifact of a run (say, a checkpoint written on another machine) into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,23 @@ def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
+
+
+# A tiny study, run once per test session through the command line (twice: the second run resumes).
+TINY = [
+    "+study=timeseries",
+    "data.name=ItalyPowerDemand",
+    "trainer.max_epochs=3",
+    "study.n_trials=3",
+    "study.name=tiny",
+    "space.model.conv_channels.high=32",
+    "space.model.lstm_hidden.high=32",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    cwd = tmp_path_factory.mktemp("cli")
+    first = run_cli(cwd, *TINY)
+    second = run_cli(cwd, *TINY, "study.n_trials=2")
+    return cwd, first, second

@@ -9,32 +9,15 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import run_cli
+from conftest import TINY, run_cli
 from mlflow import MlflowClient
 
 README = Path(__file__).parents[1] / "README.md"
-TINY = [
-    "+study=timeseries",
-    "data.name=ItalyPowerDemand",
-    "trainer.max_epochs=3",
-    "study.n_trials=3",
-    "study.name=tiny",
-    "space.model.conv_channels.high=32",
-    "space.model.lstm_hidden.high=32",
-]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    cwd = tmp_path_factory.mktemp("cli")
-    first = run_cli(cwd, *TINY)
-    second = run_cli(cwd, *TINY, "study.n_trials=2")
-    return cwd, first, second
 
 
 @pytest.mark.slow
-def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
-    cwd, first, second = finished
+def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
+    cwd, first, second = tiny_study
     assert first.returncode == 0, first.stderr[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads((cwd / "studies" / "tiny" / "summary.json").read_text())
@@ -45,9 +28,11 @@ def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{cwd}/studies/optuna.db")
     assert len(study.trials) == 5
     assert sum(summary["trials"].values()) == 5
-    assert summary["best_trial"] == study.best_trial.number
     assert summary["best_value"] == pytest.approx(study.best_value)
-    assert summary["best_params"] == study.best_params and "topology" in summary["best_params"]
+    ties = [t for t in study.trials if t.value == study.best_value]
+    chosen = study.trials[summary["best_trial"]]  # among equal scores, the lowest validation loss
+    assert chosen in ties and chosen.user_attrs["val_loss"] == min(t.user_attrs["val_loss"] for t in ties)
+    assert summary["best_params"] == chosen.params and "topology" in summary["best_params"]
 
     # MLflow: one experiment, a parent run per invocation, a nested run per trial with the trial's state.
     client = MlflowClient(f"sqlite:///{cwd}/studies/mlflow.db")
@@ -64,7 +49,7 @@ def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
         assert run.data.tags["state"] == trial.state.name
         assert run.data.params["topology"] == trial.params["topology"]
         assert client.get_metric_history(run.info.run_id, "val_acc")
-    assert summary["mlflow_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
+    assert summary["mlflow_run_id"] == chosen.user_attrs["mlflow_run_id"]
     parent = client.get_run(summary["mlflow_parent_run_id"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best.ckpt", "summary.json"} <= artifacts
@@ -94,8 +79,8 @@ def test_storage_mlflow_summary_and_load_best_agree(finished) -> None:
 
 
 @pytest.mark.slow
-def test_readme_reuse_snippet_runs(finished) -> None:
-    cwd, first, _ = finished
+def test_readme_reuse_snippet_runs(tiny_study) -> None:
+    cwd, first, _ = tiny_study
     assert first.returncode == 0
     snippet = re.search(r"```python\n(# reuse.*?)```", README.read_text(), re.S)
     assert snippet, "README lacks the reuse snippet"
@@ -121,8 +106,8 @@ BAD = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("override", "named"), BAD)
-def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_study_alone(finished, override, named) -> None:
-    cwd, first, _ = finished
+def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_study_alone(tiny_study, override, named) -> None:
+    cwd, first, _ = tiny_study
     assert first.returncode == 0
     db = cwd / "studies" / "optuna.db"
     before = len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials)

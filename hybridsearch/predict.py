@@ -1,0 +1,128 @@
+"""Predict with a study's final model, from the same file formats as training.
+
+    python -m hybridsearch.predict studies/<name> input.(npz|csv|parquet|ts) [-o predictions.csv]
+
+Classification and regression read labelled-series files as training did (the label column may
+be absent) and write one row per series: ``prediction``, and for classification one probability
+column per class. Forecasting reads a series (CSV / Parquet with the time column, or .npz) and
+forecasts the ``horizon`` steps after its end from its last ``lookback`` steps. The column names
+and layout come from the study's own data config; bad input ends with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from hybridsearch.data import DataError
+from hybridsearch.data.arrays import Series, handle_missing
+from hybridsearch.data.files import load_panel, load_series, read_table
+from hybridsearch.module import HybridModule, load_best
+
+
+def _panel(path: Path, data_cfg: dict) -> Series:
+    """Labelled-series file -> Series; a file without the label column gets placeholder labels."""
+    read = {
+        "layout": data_cfg.get("layout", "wide"),
+        "label": data_cfg.get("label", "label"),
+        "id_column": data_cfg.get("id", "id"),
+        "time": data_cfg.get("time"),
+        "columns": data_cfg.get("columns"),
+    }
+    if path.suffix.lower() in (".csv", ".parquet") and path.exists():
+        frame = read_table(path)
+        if read["label"] not in frame.columns:  # unlabelled input: add a placeholder label column
+            stand_in = path.with_name(f".{path.stem}.labelled.csv")
+            frame.assign(**{read["label"]: 0}).to_csv(stand_in, index=False)
+            try:
+                return load_panel(stand_in, **read)
+            finally:
+                stand_in.unlink()
+    if path.suffix.lower() == ".npz" and path.exists():
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" in archive.files and "y" not in archive.files:
+                X = archive["X"]
+                lengths = archive["lengths"] if "lengths" in archive.files else None
+                stand_in = path.with_name(f".{path.stem}.labelled.npz")
+                extra = {} if lengths is None else {"lengths": lengths}
+                np.savez(stand_in, X=X, y=np.zeros(len(X)), **extra)
+                try:
+                    return load_panel(stand_in)
+                finally:
+                    stand_in.unlink()
+    return load_panel(path, **read)
+
+
+def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:
+    """Predictions for the series in ``path`` with the final model of the study in ``study_dir``."""
+    study_dir, path = Path(study_dir), Path(path)
+    config = study_dir / "config.yaml"
+    if not config.exists():
+        raise DataError(f"{study_dir}: not a study folder (no config.yaml)")
+    data_cfg = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
+    model = load_best(study_dir)
+    if model.task == "forecasting":
+        return _forecast(model, path, data_cfg)
+    series = handle_missing(_panel(path, data_cfg), data_cfg.get("missing", "error"), source=str(path))
+    channels = model.hparams.in_channels
+    if series.channels != channels:
+        raise DataError(f"{path}: series have {series.channels} channels but the model reads {channels}")
+    seq_len = model.hparams.seq_len
+    X = series.X
+    if X.shape[2] < seq_len:  # shorter than training: pad, the lengths keep the truth
+        X = np.pad(X, ((0, 0), (0, 0), (0, seq_len - X.shape[2])))
+    try:
+        predicted = model.predict(X, series.lengths)
+    except ValueError as err:  # e.g. series longer than a model that reads a fixed length
+        raise DataError(f"{path}: {err}") from None
+    frame = pd.DataFrame({"prediction": list(predicted)})
+    if model.task == "classification":
+        with torch.no_grad():
+            probabilities = model(torch.from_numpy(X), torch.from_numpy(series.lengths)).softmax(-1).numpy()
+        for i, label in enumerate(model.classes):
+            frame[f"p_{label}"] = probabilities[:, i]
+    return frame
+
+
+def _forecast(model: HybridModule, path: Path, data_cfg: dict) -> pd.DataFrame:
+    values = load_series(path, time=data_cfg.get("time"), columns=data_cfg.get("columns"))
+    lookback, channels = model.hparams.seq_len, model.hparams.in_channels
+    if values.shape[0] != channels:
+        raise DataError(f"{path}: {values.shape[0]} channels but the model reads {channels}")
+    if values.shape[1] < lookback:
+        raise DataError(f"{path}: {values.shape[1]} steps, fewer than the model's lookback of {lookback}")
+    if not np.isfinite(values[:, -lookback:]).all():
+        raise DataError(f"{path}: NaN or infinite values in the last {lookback} steps")
+    forecast = model.predict(values[None, :, -lookback:].astype(np.float32))[0]  # (targets, horizon)
+    targets = model.targets.tolist()
+    names = data_cfg.get("columns") or [str(i) for i in range(channels)]
+    return pd.DataFrame(
+        {"step": np.arange(1, forecast.shape[1] + 1)} | {str(names[t]): forecast[i] for i, t in enumerate(targets)}
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m hybridsearch.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("study_dir", help="a study folder, studies/<name>")
+    parser.add_argument("input", help="series to predict: .npz, .csv, .parquet or .ts")
+    parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    args = parser.parse_args(argv)
+    try:
+        frame = predict_file(args.study_dir, args.input)
+    except (DataError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    frame.to_csv(args.output, index=False)
+    print(f"{len(frame)} prediction row(s) -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
