@@ -11,12 +11,13 @@ Example:
 from typing import Any
 
 from hybridsearch.models import HYBRIDS, TOPOLOGIES
-from hybridsearch.module import HybridModule, load_best
+from hybridsearch.module import EnsembleModule, HybridModule, load_best
 from hybridsearch.search_space import build_model, parse_space, sample
 
 __all__ = [
     "HYBRIDS",
     "TOPOLOGIES",
+    "EnsembleModule",
     "HybridModule",
     "build_model",
     "load_best",

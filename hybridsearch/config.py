@@ -34,6 +34,7 @@ class StudyConfig:
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
     refit: bool = True  # after the search, retrain the best on train + validation data: the final model
+    ensemble: int = 5  # also score the ensemble of the top k trials (load_best(..., ensemble=True)); <2: off
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

@@ -148,17 +148,65 @@ class HybridModule(L.LightningModule):
         return out
 
 
-def load_best(path: str | Path, map_location: str | torch.device = "cpu") -> HybridModule:
+class EnsembleModule(L.LightningModule):
+    """The top trials of a study as one model: class probabilities (or values) averaged.
+
+    Each member keeps its own scaling; all share the task and the labels.
+    """
+
+    def __init__(self, members: Sequence[HybridModule]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+        self.task = members[0].task
+        self.classes = members[0].classes
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Mean class probabilities (classification) or mean predictions."""
+        outs = [m(x, lengths) for m in self.members]
+        if self.task == "classification":
+            outs = [o.softmax(dim=-1) for o in outs]
+        return torch.stack(outs).mean(dim=0)
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, lengths = batch[0], batch[1] if len(batch) > 1 else None
+        return self(x, lengths)
+
+    @torch.no_grad()
+    def predict(self, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+        """As :meth:`HybridModule.predict`, from the averaged output."""
+        self.eval()
+        X = np.asarray(X, dtype=np.float32)
+        outs = []
+        for i in range(0, len(X), batch_size):
+            lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=self.device)
+            outs.append(self(torch.from_numpy(X[i : i + batch_size]).to(self.device), lens).cpu())
+        out = torch.cat(outs).numpy()
+        if self.task == "classification":
+            return np.asarray(self.classes, dtype=object)[out.argmax(axis=-1)].astype(type(self.classes[0]))
+        return out
+
+
+def load_best(
+    path: str | Path, map_location: str | torch.device = "cpu", *, ensemble: bool = False
+) -> HybridModule | EnsembleModule:
     """Load the best model of a study.
 
     Args:
         path: a study folder (``studies/<name>``, holding ``best.ckpt``) or a checkpoint file.
+        ensemble: return the ensemble of the study's top trials (``ensemble/`` in the folder).
 
     Example:
         >>> model = load_best("studies/timeseries")  # doctest: +SKIP
         >>> model.predict(X)  # labels in the original label space  # doctest: +SKIP
     """
     path = Path(path)
+    if ensemble:
+        members = sorted((path / "ensemble").glob("*.ckpt"))
+        if not members:
+            raise FileNotFoundError(f"{path / 'ensemble'}: no ensemble here; is study.ensemble 2 or more?")
+        return EnsembleModule([load_best(m, map_location) for m in members]).eval()
     ckpt = path / "best.ckpt" if path.is_dir() else path
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no best model here; has the study completed a trial?")

@@ -66,6 +66,7 @@ class Objective:
         cv_folds: with k > 1, each trial trains k models, one per fold of training plus validation
             data, and scores the mean of their validation metrics (the first fold is reported
             each epoch, for pruning): steadier than one small validation split.
+        keep: checkpoints are kept for trials that rank in the study's top ``keep`` when they finish.
     """
 
     def __init__(
@@ -82,11 +83,12 @@ class Objective:
         seed: int | None = 0,
         invocation: str = "",
         cv_folds: int = 1,
+        keep: int = 1,
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
-        self.invocation, self.cv_folds = invocation, cv_folds
+        self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
 
     def data_for(self, params: Mapping[str, Any]) -> TaskData:
         """The trial's data: forecasting windows follow a searched ``lookback``."""
@@ -229,12 +231,11 @@ class Objective:
         return module.eval()
 
     def _is_best(self, trial: optuna.Trial, value: float) -> bool:
-        """Whether no finished trial of the study beats ``value`` (so its weights are worth keeping)."""
-        try:
-            current = trial.study.best_value
-        except ValueError:  # no complete trial yet
-            return True
-        return value >= current if self.direction == "maximize" else value <= current
+        """Whether fewer than ``keep`` finished trials beat ``value``: its weights are worth keeping,
+        for the best model or the ensemble of the top ``keep``."""
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return sum(sign * t.value > sign * value for t in done if t.value is not None) < self.keep
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:

@@ -323,6 +323,7 @@ class Session:
             seed=self.cfg.study.seed,
             invocation=self.invocation,
             cv_folds=self.cfg.data.cv_folds,
+            keep=max(1, self.cfg.study.ensemble),
         )
 
     def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
@@ -508,6 +509,8 @@ def summarize(session: Session) -> dict[str, Any]:
             summary["refit_epochs"] = epochs
         else:
             shutil.copyfile(searched, checkpoint)
+        if cfg.study.ensemble >= 2:
+            summary["ensemble"] = _ensemble(session, test)
         if cfg.study.register and tracker.parent_run_id:
             summary["registered_model"] = {
                 "name": study.study_name,
@@ -543,6 +546,31 @@ def summarize(session: Session) -> dict[str, Any]:
     return summary
 
 
+def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
+    """Copy the top trials' checkpoints to ``ensemble/`` and score their average once on test."""
+    sign = 1.0 if session.direction == "maximize" else -1.0
+    done = [t for t in session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done.sort(key=lambda t: (-sign * t.value, t.user_attrs.get("val_loss", math.inf), t.number))
+    lookback = [t.params.get("lookback") for t in done[:1]]
+    top = [t for t in done if t.params.get("lookback") == lookback[0]][: session.cfg.study.ensemble]
+    folder = session.study_dir / "ensemble"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    members = []
+    for t in top:
+        source = Path(t.user_attrs.get("checkpoint", ""))
+        if not source.is_file() and t.user_attrs.get("mlflow_run_id") and source.name:
+            source = session.tracker.download(t.user_attrs["mlflow_run_id"], source.name, session.study_dir / "trials")
+        if source.is_file():
+            shutil.copyfile(source, folder / f"trial-{t.number:05d}.ckpt")
+            members.append(t.number)
+    if len(members) < 2:
+        shutil.rmtree(folder)
+        return None
+    model = load_best(session.study_dir, ensemble=True)
+    return {"trials": members, "test_metrics": test.test_metrics(model.predict(test.test.X, test.test.lengths))}
+
+
 def dashboard_commands(storage: str, tracking_uri: str, root: str = "studies") -> list[str]:
     mlflow = (
         f"open {tracking_uri}"
@@ -575,6 +603,10 @@ def report(summary: dict[str, Any]) -> str:
         if summary.get("refit"):
             lines[-1] += f" (refit on train + validation, {summary['refit_epochs']} epochs)"
             lines.append(f"  the search-time model itself: test {searched}")
+        if summary.get("ensemble"):
+            e = summary["ensemble"]
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in e["test_metrics"].items())
+            lines.append(f"  ensemble of the top {len(e['trials'])} trials: test {scores}")
         if summary.get("baseline"):
             naive = ", ".join(f"{k} {v:.4f}" for k, v in summary["baseline"].items())
             lines.append(f"  seasonal-naive baseline on the same test windows: {naive}")

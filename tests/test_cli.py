@@ -67,6 +67,10 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     # study.refit (on by default): the final model was retrained on train + validation data.
     assert summary["refit"] is True and summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
     assert set(summary["search_test_metrics"]) == {"accuracy"}
+    # study.ensemble (5 by default): the top trials' average, reloadable as one module.
+    ensemble = load_best(cwd / "studies" / "tiny", ensemble=True)
+    assert len(ensemble.members) == len(summary["ensemble"]["trials"]) >= 2
+    assert np.mean(ensemble.predict(X) == y) == pytest.approx(summary["ensemble"]["test_metrics"]["accuracy"])
     searched = load_best(cwd / "studies" / "tiny" / "search.ckpt")
     assert np.mean(searched.predict(X) == y) == pytest.approx(summary["search_test_metrics"]["accuracy"])
 

@@ -243,3 +243,29 @@ def test_cached_pruner_decides_as_its_pruner_while_reading_the_study_once_per_tr
             cached_reads, reads[:] = len(reads), []
     assert decisions["cached"] == decisions["plain"] and any(decisions["plain"])
     assert cached_reads == 1 and len(reads) == 3  # once per trial, instead of at every step
+
+
+def test_ensemble_averages_its_members_probabilities(data):
+    import torch
+
+    from hybridsearch.module import EnsembleModule, HybridModule
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(
+            HybridModule(
+                {"topology": "fcn", "conv_layers": 1, "conv_channels_1": 8, "conv_kernel_1": 3},
+                in_channels=1,
+                n_outputs=2,
+                seq_len=24,
+                classes=data.classes,
+            ).eval()
+        )
+    ensemble = EnsembleModule(members).eval()
+    x = torch.from_numpy(data.test.X[:16])
+    with torch.no_grad():
+        mean = (members[0](x).softmax(-1) + members[1](x).softmax(-1)) / 2
+        torch.testing.assert_close(ensemble(x), mean)
+    labels = ensemble.predict(data.test.X[:16])
+    assert labels.tolist() == [data.classes[i] for i in mean.argmax(-1).tolist()]
