@@ -30,6 +30,7 @@ class StudyConfig:
     metric: str | None = None  # validation metric to optimise; default by task (val_acc, val_rmse)
     direction: str | None = None  # maximize | minimize; default by metric
     enqueue: list[Any] = field(default_factory=list)  # parameter sets to try first in a new study
+    objectives: list[str] = field(default_factory=list)  # minimised after the metric: n_params, latency_ms
     n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1

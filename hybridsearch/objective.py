@@ -45,6 +45,14 @@ class BestEpoch(L.Callback):
             self.state = copy.deepcopy(pl_module.state_dict())
 
 
+def primary(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A finished trial's first objective, the validation metric (single or multi-objective)."""
+    return trial.values[0] if trial.values else None
+
+
+EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
+
+
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}"[:1000]
@@ -67,6 +75,9 @@ class Objective:
             data, and scores the mean of their validation metrics (the first fold is reported
             each epoch, for pruning): steadier than one small validation split.
         keep: checkpoints are kept for trials that rank in the study's top ``keep`` when they finish.
+        objectives: further objectives, minimised after the metric (multi-objective search):
+            ``n_params``, ``latency_ms`` (milliseconds per series, predicting the validation set).
+            Optuna cannot prune multi-objective trials, so none are pruned.
     """
 
     def __init__(
@@ -84,11 +95,13 @@ class Objective:
         invocation: str = "",
         cv_folds: int = 1,
         keep: int = 1,
+        objectives: tuple[str, ...] = (),
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
+        self.objectives = tuple(objectives)
 
     def data_for(self, params: Mapping[str, Any]) -> TaskData:
         """The trial's data: forecasting windows follow a searched ``lookback``."""
@@ -115,7 +128,7 @@ class Objective:
             **{k: v for k, v in training_arguments(params).items() if k != "batch_size"},
         )
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         params = sample(trial, self.space)
         _, notes = model_arguments(params, self.data_for(params).seq_len)
         if notes:
@@ -145,7 +158,7 @@ class Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         finish(run_id, "COMPLETE", attrs=attrs)
-        return value
+        return (value, *(float(attrs[name]) for name in self.objectives)) if self.objectives else value
 
     def fit(
         self,
@@ -188,7 +201,8 @@ class Objective:
             if i == 0:  # the first split reports each epoch, to MLflow and to the pruner
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
-                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+                if not self.objectives:  # Optuna prunes single-objective studies only
+                    callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
             module, trainer = self.fit(
                 params, split, seed=None if seed is None else seed + 1000 * i, callbacks=callbacks
             )
@@ -213,6 +227,9 @@ class Objective:
             trial.set_user_attr(key, value)
         value = sum(b.value for b, _, _ in results) / len(results)
         module.load_state_dict(best.state)
+        if "latency_ms" in self.objectives:
+            attrs["latency_ms"] = latency_ms(module, data)
+            trial.set_user_attr("latency_ms", attrs["latency_ms"])
         if self._is_best(trial, value):
             path = self.study_dir / "trials" / f"trial-{trial.number}.ckpt"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +252,22 @@ class Objective:
         for the best model or the ensemble of the top ``keep``."""
         sign = 1.0 if self.direction == "maximize" else -1.0
         done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return sum(sign * t.value > sign * value for t in done if t.value is not None) < self.keep
+        return sum(primary(t) is not None and sign * primary(t) > sign * value for t in done) < self.keep
+
+
+@torch.no_grad()
+def latency_ms(module: HybridModule, data: TaskData, repeats: int = 3) -> float:
+    """Milliseconds per series to predict the validation split in one batch (best of ``repeats``)."""
+    module.eval()
+    x = torch.from_numpy(data.val.X).to(module.device)
+    lengths = torch.from_numpy(data.val.lengths).to(module.device)
+    module(x, lengths)  # warm-up: the first call pays for allocations
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        module(x, lengths)
+        times.append(time.perf_counter() - start)
+    return round(1000 * min(times) / max(1, len(x)), 4)
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from hybridsearch.data import prepare
 from hybridsearch.module import load_best
+from hybridsearch.objective import primary
 
 COLOURS = {
     "feature_extractor": "#4c72b0",
@@ -51,11 +52,13 @@ def history(trials: list, metric: str, maximize: bool, path: Path) -> Path:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     for topology in sorted({t.params.get("topology") for t in done}):
         mine = [t for t in done if t.params.get("topology") == topology]
-        ax.scatter([t.number for t in mine], [t.value for t in mine], s=14, label=topology, color=COLOURS.get(topology))
+        ax.scatter(
+            [t.number for t in mine], [primary(t) for t in mine], s=14, label=topology, color=COLOURS.get(topology)
+        )
     best, line = None, []
     for t in done:
-        if best is None or (t.value > best if maximize else t.value < best):
-            best = t.value
+        if best is None or (primary(t) > best if maximize else primary(t) < best):
+            best = primary(t)
         line.append((t.number, best))
     if line:
         ax.step(*zip(*line, strict=True), where="post", color="black", lw=1, label="best so far")
@@ -66,12 +69,29 @@ def history(trials: list, metric: str, maximize: bool, path: Path) -> Path:
     return _save(fig, path)
 
 
+def pareto(study: optuna.Study, names: list[str], path: Path) -> Path:
+    """The first two objectives of every complete trial, the Pareto front drawn through them."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    ax.scatter([t.values[1] for t in done], [t.values[0] for t in done], s=12, color="#bbbbbb", label="trials")
+    front = sorted(study.best_trials, key=lambda t: t.values[1])
+    ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="#c44e52", label="Pareto front")
+    if names[1] == "n_params":
+        ax.set_xscale("log")
+    ax.set_xlabel(names[1])
+    ax.set_ylabel(names[0])
+    ax.set_title("Pareto front")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def importances(study: optuna.Study, path: Path) -> Path | None:
     plt = _pyplot()
     try:
         with warnings.catch_warnings():  # "few trials in a regime" is expected of a small study
             warnings.simplefilter("ignore")
-            values = optuna.importance.get_param_importances(study)
+            values = optuna.importance.get_param_importances(study, target=primary)
     except (RuntimeError, ValueError):  # too few trials, or no parameter shared by them
         return None
     if not values:
@@ -89,7 +109,7 @@ def by_topology(trials: list, metric: str, path: Path) -> Path:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     topologies = sorted({t.params.get("topology") for t in done})
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    groups = [[t.value for t in done if t.params.get("topology") == name] for name in topologies]
+    groups = [[primary(t) for t in done if t.params.get("topology") == name] for name in topologies]
     if groups:
         ax.boxplot(groups, showfliers=False)
         ax.set_xticks(range(1, len(topologies) + 1), topologies)
@@ -114,7 +134,7 @@ def by_size(trials: list, metric: str, path: Path) -> Path:
         mine = [t for t in done if t.params.get("topology") == topology]
         ax.scatter(
             [t.user_attrs["n_params"] for t in mine],
-            [t.value for t in mine],
+            [primary(t) for t in mine],
             s=14,
             label=topology,
             color=COLOURS.get(topology),
@@ -196,6 +216,8 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
         by_topology(trials, metric, out / "topologies.png"),
         by_size(trials, metric, out / "size.png"),
     ]
+    if len(study.directions) > 1:
+        images.append(pareto(study, study.metric_names or [metric, "objective 2"], out / "pareto.png"))
     if summary.get("best_params"):
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
         data_cfg.pop("cv_folds", None)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from hybridsearch.data import DataError, TaskData, prepare
 from hybridsearch.module import load_best
-from hybridsearch.objective import Objective
+from hybridsearch.objective import EXTRA_OBJECTIVES, Objective, primary
 from hybridsearch.search_space import Space, SpaceError, parse_space, sample
 from hybridsearch.tracking import Tracker, TrackingError
 
@@ -131,6 +131,9 @@ def _settings(cfg: DictConfig) -> tuple[str, str]:
     direction = s.direction or ("maximize" if metric.endswith(("acc", "r2")) else direction)
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"study.direction: must be maximize or minimize, got {direction!r}")
+    for name in s.objectives:
+        if name not in EXTRA_OBJECTIVES:
+            raise ConfigError(f"study.objectives: unknown objective {name!r}; valid: {', '.join(EXTRA_OBJECTIVES)}")
     return metric, direction
 
 
@@ -171,8 +174,10 @@ def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: st
     """Create the study, or resume it after checking that it searches the same task."""
     name = cfg.study.name
     identity = {"dataset": data.name, "task": data.task, "metric": metric}
+    objectives = list(cfg.study.get("objectives") or [])
+    directions = [direction] + ["minimize"] * len(objectives)
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
     if exists:
         for key, value in identity.items():
             stored = study.user_attrs.get(key)
@@ -181,13 +186,19 @@ def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: st
                     f"study.name={name}: this study searched {key}={stored}, not {value}; "
                     "pick another study.name for a new search"
                 )
-        if study.direction.name.lower() != direction:
-            raise ConfigError(f"study.direction: study {name!r} is {study.direction.name.lower()}, not {direction}")
+        stored = [d.name.lower() for d in study.directions]
+        if stored[0] != direction:
+            raise ConfigError(f"study.direction: study {name!r} is {stored[0]}, not {direction}")
+        if len(stored) != len(directions) or study.metric_names not in (None, [metric, *objectives]):
+            raise ConfigError(
+                f"study.objectives: study {name!r} optimises {study.metric_names or [metric]}, not "
+                f"{[metric, *objectives]}; pick another study.name"
+            )
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
         study.set_user_attr("data", data.describe())
-        study.set_metric_names([metric])
+        study.set_metric_names([metric, *objectives])
     return study
 
 
@@ -246,7 +257,7 @@ class Progress:
             self.bar.total = self.bar.n  # parallel workers finish the trials they had started
         self.bar.set_postfix_str(
             f"complete {c['COMPLETE']}, pruned {c['PRUNED']}, failed {c['FAIL']}, running {c['RUNNING']} | "
-            f"best {self.metric} {'-' if best is None else f'{best.value:.4f}'}"
+            f"best {self.metric} {'-' if best is None else f'{primary(best):.4f}'}"
         )
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -257,13 +268,24 @@ class Progress:
 
 
 def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial; among equal scores (accuracy on a small validation set ties often),
-    the one with the lowest validation loss."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    if not done:
-        return None
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    return max(done, key=lambda t: (sign * t.value, -t.user_attrs.get("val_loss", math.inf), -t.number))
+    """The trial whose model is ``best.ckpt``: the best validation metric; among equal scores
+    (accuracy on a small validation set ties often), the smallest further objectives (so the trial
+    is on the Pareto front of a multi-objective study), then the lowest validation loss."""
+    return next(iter(ranked(study)), None)
+
+
+def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials, best first, by the rule of :func:`_best_trial`."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+    return sorted(
+        done,
+        key=lambda t: (
+            *(-s * v for s, v in zip(signs, t.values, strict=True)),
+            t.user_attrs.get("val_loss", math.inf),
+            t.number,
+        ),
+    )
 
 
 def finished(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
@@ -324,6 +346,7 @@ class Session:
             invocation=self.invocation,
             cv_folds=self.cfg.data.cv_folds,
             keep=max(1, self.cfg.study.ensemble),
+            objectives=tuple(self.cfg.study.objectives),
         )
 
     def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
@@ -511,6 +534,12 @@ def summarize(session: Session) -> dict[str, Any]:
             shutil.copyfile(searched, checkpoint)
         if cfg.study.ensemble >= 2:
             summary["ensemble"] = _ensemble(session, test)
+        if len(study.directions) > 1:
+            names = [metric, *cfg.study.objectives]
+            summary["pareto_front"] = [
+                {"trial": t.number, **dict(zip(names, t.values, strict=True)), "topology": t.params.get("topology")}
+                for t in sorted(study.best_trials, key=lambda t: t.number)
+            ]
         if cfg.study.register and tracker.parent_run_id:
             summary["registered_model"] = {
                 "name": study.study_name,
@@ -518,7 +547,7 @@ def summarize(session: Session) -> dict[str, Any]:
             }
         summary.update(
             best_trial=best.number,
-            best_value=best.value,
+            best_value=primary(best),
             best_params=best.params,
             best_attrs={k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs},
             test_metrics=scores.get("refit", scores["search"]),
@@ -533,7 +562,7 @@ def summarize(session: Session) -> dict[str, Any]:
             tracker.log_metrics(
                 tracker.parent_run_id,
                 {
-                    f"best_{metric}": best.value,
+                    f"best_{metric}": primary(best),
                     **{f"test_{k}": v for k, v in summary["test_metrics"].items()},
                     **{f"search_test_{k}": v for k, v in scores["search"].items()},
                 },
@@ -548,9 +577,7 @@ def summarize(session: Session) -> dict[str, Any]:
 
 def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
     """Copy the top trials' checkpoints to ``ensemble/`` and score their average once on test."""
-    sign = 1.0 if session.direction == "maximize" else -1.0
-    done = [t for t in session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    done.sort(key=lambda t: (-sign * t.value, t.user_attrs.get("val_loss", math.inf), t.number))
+    done = ranked(session.study)
     lookback = [t.params.get("lookback") for t in done[:1]]
     top = [t for t in done if t.params.get("lookback") == lookback[0]][: session.cfg.study.ensemble]
     folder = session.study_dir / "ensemble"
@@ -603,6 +630,12 @@ def report(summary: dict[str, Any]) -> str:
         if summary.get("refit"):
             lines[-1] += f" (refit on train + validation, {summary['refit_epochs']} epochs)"
             lines.append(f"  the search-time model itself: test {searched}")
+        if summary.get("pareto_front"):
+            front = summary["pareto_front"]
+            lines.append(
+                f"  Pareto front of {summary['metric']} and {', '.join(list(front[0])[2:-1])}: "
+                f"trials {', '.join(str(t['trial']) for t in front)} (summary.json, report)"
+            )
         if summary.get("ensemble"):
             e = summary["ensemble"]
             scores = ", ".join(f"{k} {v:.4f}" for k, v in e["test_metrics"].items())

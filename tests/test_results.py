@@ -203,3 +203,22 @@ def test_predict_command_reads_the_training_formats_and_refuses_bad_input(tiny_s
         result = subprocess.run([*run, bad], cwd=cwd, capture_output=True, text=True, timeout=300)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
+
+
+def test_multi_objective_study_saves_and_plots_its_pareto_front(tmp_path: Path) -> None:
+    from conftest import TINY, run_cli
+
+    result = run_cli(tmp_path, *TINY, "study.name=pareto", "study.n_trials=6", "study.objectives=[n_params]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "studies" / "pareto" / "summary.json").read_text())
+    front = summary["pareto_front"]
+    assert front and all({"trial", "val_acc", "n_params", "topology"} <= set(p) for p in front)
+    # no trial on the front is beaten on both objectives by another trial of the front
+    for a in front:
+        assert not any(b["val_acc"] >= a["val_acc"] and b["n_params"] < a["n_params"] for b in front)
+    # the rule for best.ckpt: the best val_acc, ties to the smaller model: a trial of the front
+    best = max(front, key=lambda p: (p["val_acc"], -p["n_params"]))
+    assert summary["best_trial"] == best["trial"]
+    assert summary["trials"]["pruned"] == 0  # Optuna prunes single-objective studies only
+    assert (tmp_path / "studies" / "pareto" / "report" / "pareto.png").exists()
+    assert "Pareto front of val_acc and n_params" in result.stdout
