@@ -79,18 +79,24 @@ def open_storage(url: str, heartbeat_s: int = 20, grace_s: int = 60) -> RDBStora
         engine_kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
-    except Exception as err:
-        raise StorageError(f"study.storage: cannot open {url}: {_first_line(err)}") from None
+    for attempt in range(3):
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
+            break
+        except Exception as err:
+            # Machines starting together on a new database race to create Optuna's tables; the
+            # loser's next try finds them made.
+            if attempt == 2 or ("UniqueViolation" not in str(err) and "already exists" not in str(err)):
+                raise StorageError(f"study.storage: cannot open {url}: {_first_line(err)}") from None
+            time.sleep(1.0 + attempt)
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
     return storage

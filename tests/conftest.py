@@ -1,6 +1,9 @@
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -58,3 +61,56 @@ def tiny_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, sub
     first = run_cli(cwd, *TINY)
     second = run_cli(cwd, *TINY, "study.n_trials=2")
     return cwd, first, second
+
+
+# CI sets this so that a missing server binary fails the run instead of skipping it.
+REQUIRED_SERVICES = os.environ.get("HYBRIDSEARCH_REQUIRE_SERVICES") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cmd: list[str], url: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start a real server in the background and wait until ``url`` answers."""
+    log = (cwd / f"server-{free_port()}.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"{cmd[:4]} did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def start_mlflow_server(cwd: Path, backend_uri: str, *extra: str) -> tuple[subprocess.Popen, str]:
+    """A real ``mlflow server`` on a free loopback port; returns the process and its URL."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        *extra,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    return serve(cmd, f"{url}/health", cwd), url

@@ -4,29 +4,18 @@ independent commands (as on two machines, each in its own folder) joining one st
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import start_cli
+from conftest import REQUIRED_SERVICES as REQUIRED
+from conftest import free_port, start_cli, start_mlflow_server, stop
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
-# CI sets this so that a missing server binary fails the run instead of skipping it.
-REQUIRED = os.environ.get("HYBRIDSEARCH_REQUIRE_SERVICES") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def as_postgres(cmd: list[str]) -> list[str]:
@@ -73,45 +62,11 @@ def postgres() -> str:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/mlflow.db",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    proc, url = start_mlflow_server(root, f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "a"))
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield uri
+        yield url
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-        log.close()
+        stop(proc)
 
 
 def test_two_machines_join_one_study_on_postgresql_and_an_mlflow_server(tmp_path: Path, postgres, mlflow_server):

@@ -4,25 +4,18 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REQUIRED_SERVICES as REQUIRED
+from conftest import free_port, serve, start_mlflow_server, stop
 
 pytestmark = pytest.mark.slow
-REQUIRED = os.environ.get("HYBRIDSEARCH_REQUIRE_SERVICES") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str, data: dict | None = None, timeout: float = 30) -> dict:
@@ -30,26 +23,6 @@ def get_json(url: str, data: dict | None = None, timeout: float = 30) -> dict:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def serve(cmd: list[str], url: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    log = (cwd / f"server-{free_port()}.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"{cmd[:4]} did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
 
 
 def test_report_renders_its_plots_in_headless_chromium(tiny_study) -> None:
@@ -101,27 +74,9 @@ def test_mlflow_server_and_optuna_dashboard_serve_the_study(tiny_study) -> None:
     cwd, _, second = tiny_study
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads((cwd / "studies" / "tiny" / "summary.json").read_text())
-    port = free_port()
-    mlflow = serve(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            "sqlite:///studies/mlflow.db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        f"http://127.0.0.1:{port}/health",
-        cwd,
-    )
+    mlflow, url = start_mlflow_server(cwd, "sqlite:///studies/mlflow.db")
     try:
-        api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        api = f"{url}/api/2.0/mlflow"
         experiment = get_json(f"{api}/experiments/get-by-name?experiment_name=tiny")["experiment"]
         runs = get_json(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})
         assert len(runs["runs"]) == 5 + 2  # a run per trial, a parent per invocation
