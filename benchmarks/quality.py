@@ -3,6 +3,7 @@
     python benchmarks/quality.py [--datasets GunPoint ItalyPowerDemand BasicMotions] [--seeds 0 1 2]
                                  [--budget 600] [--out benchmarks/results] [--readme]
     python benchmarks/quality.py --ablation [--budget 300]   # TPE vs random, pruning on vs off
+    python benchmarks/quality.py --readme-only               # README section from the saved results
 
 For each dataset and seed, on the dataset's own train / test split:
 - hybridsearch: the default study (``+study=timeseries``) with a wall-clock budget, all four hybrids;
@@ -135,7 +136,7 @@ def compare(args: argparse.Namespace, root: Path) -> list[dict]:
 
 def ablation(args: argparse.Namespace, root: Path) -> list[dict]:
     variants = {
-        "TPE + median pruning (default)": [],
+        "TPE + percentile pruning (default)": [],
         "random search": ["sampler=random"],
         "TPE, no pruning": ["pruner=none"],
     }
@@ -198,7 +199,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--ablation", action="store_true", help="TPE vs random, pruning on vs off")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--readme-only", action="store_true", help="rewrite the README section from --out, run nothing")
     args = parser.parse_args()
+    if args.readme_only:
+        write_readme(args.out)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-bench-"))
     setup = f"budget {args.budget:.0f} s per dataset and seed, seeds {args.seeds}, 2-core CPU"
@@ -234,16 +239,21 @@ def main() -> None:
         writer.writerows(rows)
     print(table)
     if args.readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
-        block = f"{MARKERS[0]}\n<!-- written by benchmarks/quality.py; do not edit by hand -->\n"
-        block += (ROOT / "benchmarks" / "results" / "quality.md").read_text()
-        ablation_md = ROOT / "benchmarks" / "results" / "ablation.md"
-        if ablation_md.exists():
-            block += "\nSearch strategies, same budget:\n\n" + ablation_md.read_text()
-        block += "\n![test accuracy](benchmarks/results/quality.png)\n"
-        readme.write_text(text[:start] + block + text[end:])
+        write_readme(args.out)
+
+
+def write_readme(results: Path) -> None:
+    """Put the latest results (quality, and the ablation if run) into the README between its markers."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
+    block = f"{MARKERS[0]}\n<!-- written by benchmarks/quality.py; do not edit by hand -->\n"
+    block += (results / "quality.md").read_text()
+    if (results / "ablation.md").exists():
+        block += "\nSearch strategies with the same budget (test accuracy of the final model):\n\n"
+        block += (results / "ablation.md").read_text()
+    block += f"\n![test accuracy]({(results / 'quality.png').relative_to(ROOT)})\n"
+    readme.write_text(text[:start] + block + text[end:])
 
 
 if __name__ == "__main__":
