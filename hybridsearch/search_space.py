@@ -64,6 +64,12 @@ class Param:
             return False
         return all(params.get(key) in values for key, values in self.when.items())
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take."""
+        if self.type == "categorical":
+            return value in self.choices
+        return self.low <= value <= self.high
+
     def suggest(self, trial: Any, name: str) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(name, list(self.choices))

@@ -151,15 +151,26 @@ def _instantiate(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
+    """The ``study.enqueue`` designs that this search space can hold.
+
+    A design for a topology outside the search, or with a value outside a narrowed range, is
+    skipped: it is a head start, not a requirement. One that lacks a parameter is an error.
+    """
     trials = []
+    specs = {p.name: p for p in space.params}
     for i, params in enumerate(OmegaConf.to_container(cfg.study.enqueue, resolve=True) or []):
         if params.get("topology") not in space.topologies:
-            continue  # a known-good trial for a topology outside this search
+            continue
         try:
-            sample(optuna.trial.FixedTrial(params), space)
+            sampled = sample(optuna.trial.FixedTrial(params), space)
         except (ValueError, KeyError) as err:
             raise ConfigError(f"study.enqueue[{i}]: {_first_line(err)}") from None
-        trials.append(params)
+        if all(
+            specs[name.rsplit("_", 1)[0] if name not in specs else name].contains(value)
+            for name, value in sampled.items()
+            if name != "topology"
+        ):
+            trials.append(params)
     return trials
 
 

@@ -184,3 +184,29 @@ def test_overrides_from_the_command_line_restrict_topologies_and_change_ranges()
     space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
     assert space.topologies == ("parallel", "cascade")
     assert next(p for p in space.model if p.name == "lstm_hidden").high == 256
+
+
+def test_enqueued_designs_outside_a_narrowed_space_are_skipped() -> None:
+    from omegaconf import OmegaConf
+
+    from hybridsearch.study import ConfigError, _check_enqueue
+
+    fcn = {
+        "topology": "fcn",
+        "conv_layers": 1,
+        "conv_channels_1": 128,
+        "conv_kernel_1": 3,
+        "dropout": 0.1,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 16,
+    }
+    space = copy.deepcopy(DEFAULT)
+    space["topology"] = ["fcn"]
+    cfg = OmegaConf.create({"study": {"enqueue": [fcn]}})
+    assert _check_enqueue(cfg, parse_space(space)) == [fcn]
+    space["model"]["conv_channels"]["high"] = 32  # 128 channels no longer fit
+    assert _check_enqueue(cfg, parse_space(space)) == []
+    incomplete = OmegaConf.create({"study": {"enqueue": [{"topology": "fcn"}]}})
+    with pytest.raises(ConfigError, match=r"study\.enqueue\[0\]"):
+        _check_enqueue(incomplete, parse_space(space))
