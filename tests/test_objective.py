@@ -218,7 +218,7 @@ def test_refit_trains_on_training_plus_validation_data(data, tracker, tmp_path):
 
 
 def test_cached_pruner_decides_as_its_pruner_while_reading_the_study_once_per_trial(monkeypatch):
-    from hybridsearch.study import CachedPruner
+    from hybridsearch.storage import CachedPruner
 
     inner = optuna.pruners.PercentilePruner(25.0, n_startup_trials=2, n_warmup_steps=1)
     study = optuna.create_study(direction="maximize", pruner=CachedPruner(inner))
