@@ -22,41 +22,21 @@ from omegaconf import OmegaConf
 
 from hybridsearch.data import DataError
 from hybridsearch.data.arrays import Series, handle_missing
-from hybridsearch.data.files import load_panel, load_series, read_table
+from hybridsearch.data.files import load_panel, load_series
 from hybridsearch.module import HybridModule, load_best
 
 
 def _panel(path: Path, data_cfg: dict) -> Series:
-    """Labelled-series file -> Series; a file without the label column gets placeholder labels."""
-    read = {
-        "layout": data_cfg.get("layout", "wide"),
-        "label": data_cfg.get("label", "label"),
-        "id_column": data_cfg.get("id", "id"),
-        "time": data_cfg.get("time"),
-        "columns": data_cfg.get("columns"),
-    }
-    if path.suffix.lower() in (".csv", ".parquet") and path.exists():
-        frame = read_table(path)
-        if read["label"] not in frame.columns:  # unlabelled input: add a placeholder label column
-            stand_in = path.with_name(f".{path.stem}.labelled.csv")
-            frame.assign(**{read["label"]: 0}).to_csv(stand_in, index=False)
-            try:
-                return load_panel(stand_in, **read)
-            finally:
-                stand_in.unlink()
-    if path.suffix.lower() == ".npz" and path.exists():
-        with np.load(path, allow_pickle=False) as archive:
-            if "X" in archive.files and "y" not in archive.files:
-                X = archive["X"]
-                lengths = archive["lengths"] if "lengths" in archive.files else None
-                stand_in = path.with_name(f".{path.stem}.labelled.npz")
-                extra = {} if lengths is None else {"lengths": lengths}
-                np.savez(stand_in, X=X, y=np.zeros(len(X)), **extra)
-                try:
-                    return load_panel(stand_in)
-                finally:
-                    stand_in.unlink()
-    return load_panel(path, **read)
+    """Series to predict, read as training read them; the label column may be absent."""
+    return load_panel(
+        path,
+        layout=data_cfg.get("layout", "wide"),
+        label=data_cfg.get("label", "label"),
+        id_column=data_cfg.get("id", "id"),
+        time=data_cfg.get("time"),
+        columns=data_cfg.get("columns"),
+        labelled=False,
+    )
 
 
 def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:

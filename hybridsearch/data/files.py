@@ -68,15 +68,21 @@ def load_panel(
     id_column: str = "id",
     time: str | None = "time",
     columns: Sequence[str] | None = None,
+    labelled: bool = True,
 ) -> Series:
-    """Load a set of labelled series from a user's file."""
+    """Load a set of labelled series from a user's file.
+
+    ``labelled=False`` (new series to predict) lets the label be absent; ``y`` is then zeros.
+    """
     path = _check_path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, labelled)
     if suffix == ".ts":
         return _load_ts(path)
     frame = read_table(path)
+    if not labelled and label not in frame.columns:
+        frame = frame.assign(**{label: 0})
     _require(frame, path, [label], "label")
     if layout == "wide":
         value_columns = list(columns) if columns else [c for c in frame.columns if c != label]
@@ -109,7 +115,7 @@ def _true_length(row: np.ndarray) -> int:
     return int(finite[-1]) + 1 if len(finite) else 0
 
 
-def _load_npz(path: Path) -> Series:
+def _load_npz(path: Path, labelled: bool = True) -> Series:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz archive (not a zip file); write it with numpy.savez")
     try:
@@ -117,10 +123,11 @@ def _load_npz(path: Path) -> Series:
         keys = set(archive.files)
     except Exception as err:
         raise DataError(f"{path}: not a readable .npz archive: {' '.join(str(err).split())[:200]}") from None
-    if not {"X", "y"} <= keys:
+    if not {"X", "y"} <= keys and (labelled or "X" not in keys):
         raise DataError(f"{path}: needs arrays 'X' (n, channels, time) and 'y' (n,); found {sorted(keys)}")
     try:
-        X, y = archive["X"], archive["y"]
+        X = archive["X"]
+        y = archive["y"] if "y" in keys else np.zeros(len(X))
     except ValueError:
         raise DataError(
             f"{path}: X is ragged (an object array); store X padded to (n, channels, time) with a 'lengths' array"

@@ -278,3 +278,16 @@ def test_merged_training_data_adds_validation_to_training() -> None:
     merged = data.merged()
     assert len(merged.train) == len(data.train) + len(data.val)
     np.testing.assert_array_equal(merged.test.X, data.test.X)
+
+
+def test_series_to_predict_may_come_without_labels(tmp_path: Path) -> None:
+    X = np.load(EXAMPLES / "gestures.npz")["X"]
+    np.savez(tmp_path / "new.npz", X=X[:4])
+    assert load_panel(tmp_path / "new.npz", labelled=False).X.shape == (4, 2, 32)
+    with pytest.raises(DataError, match="needs arrays 'X'"):
+        load_panel(tmp_path / "new.npz")  # training data must be labelled
+    pd.read_csv(EXAMPLES / "wide.csv").drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
+    unlabelled = load_panel(tmp_path / "new.csv", labelled=False)
+    np.testing.assert_allclose(unlabelled.X, load_panel(EXAMPLES / "wide.csv").X)
+    with pytest.raises(DataError, match="no label column"):
+        load_panel(tmp_path / "new.csv")
