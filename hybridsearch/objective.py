@@ -7,7 +7,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,35 +129,41 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        params = sample(trial, self.space)
-        _, notes = model_arguments(params, self.data_for(params).seq_len)
-        if notes:
-            trial.set_user_attr("adjustments", notes)
-        trial.set_user_attr("topology", params["topology"])
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("invocation", self.invocation)
-        run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
-        if run_id:
-            trial.set_user_attr("mlflow_run_id", run_id)
-        finish: Callable[..., None] = self.tracker.end_trial if self.tracker and run_id else _noop
-        try:
+        run_id: str | None = None
+
+        def finish(state: str, reason: str | None = None) -> None:
+            if run_id and self.tracker:
+                self.tracker.end_trial(run_id, state, attrs=trial.user_attrs, reason=reason)
+
+        try:  # from here on, whatever stops the trial is recorded on it, Ctrl-C included
+            params = sample(trial, self.space)
+            _, notes = model_arguments(params, self.data_for(params).seq_len)
+            if notes:
+                trial.set_user_attr("adjustments", notes)
+            trial.set_user_attr("topology", params["topology"])
+            run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
+            if run_id:
+                trial.set_user_attr("mlflow_run_id", run_id)
             value, attrs = self._train(trial, params, run_id)
         except optuna.TrialPruned:
-            finish(run_id, "PRUNED", attrs=trial.user_attrs)
+            finish("PRUNED")
             raise
         except (KeyboardInterrupt, SystemExit):
             trial.set_user_attr("fail_reason", "interrupted")
-            finish(run_id, "FAIL", attrs=trial.user_attrs, reason="interrupted")
+            finish("FAIL", reason="interrupted")
             raise KeyboardInterrupt from None  # optuna then marks the trial FAIL and stops
         except Exception as err:
             reason = one_line(err)
             trial.set_user_attr("fail_reason", reason)
-            finish(run_id, "FAIL", attrs=trial.user_attrs, reason=reason)
+            finish("FAIL", reason=reason)
             raise
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        finish(run_id, "COMPLETE", attrs=attrs)
+        if run_id and self.tracker:
+            self.tracker.end_trial(run_id, "COMPLETE", attrs=attrs)
         return (value, *(float(attrs[name]) for name in self.objectives)) if self.objectives else value
 
     def fit(
@@ -268,7 +274,3 @@ def latency_ms(module: HybridModule, data: TaskData, repeats: int = 3) -> float:
         module(x, lengths)
         times.append(time.perf_counter() - start)
     return round(1000 * min(times) / max(1, len(x)), 4)
-
-
-def _noop(*args: Any, **kwargs: Any) -> None:
-    return None
