@@ -13,6 +13,11 @@ For each dataset and seed, on the dataset's own train / test split:
 - aeon's MiniRocketClassifier, trained on the same training data, with its fit time.
 Published figures are listed beside them with their sources. ``--readme`` writes the table into
 the README between its results markers.
+
+Every finished run is appended to ``<out>/runs.jsonl`` (with the commit it ran) and reused by later
+commands with the same dataset, seed, budget and variant, so a long benchmark can be run in parts
+(``--datasets GunPoint``, then ``--datasets ItalyPowerDemand``, ...) and survives an interruption.
+``--fresh`` ignores the log.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,55 @@ REFERENCES = {
     "BasicMotions": {"InceptionTime": 1.000},
 }
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+
+
+class RunLog:
+    """Finished runs, one JSON object a line, keyed by what they measured; read back instead of rerun."""
+
+    def __init__(self, path: Path, fresh: bool = False) -> None:
+        self.path = path
+        self.runs: dict[str, dict] = {}
+        self.used: set[str] = set()  # commits of the runs read or made by this command
+        if path.exists() and not fresh:
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    run = json.loads(line)
+                    self.runs[run["key"]] = run
+
+    def get(self, key: str, measure) -> dict:
+        if key not in self.runs:
+            run = {"key": key, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"), **measure()}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(run) + "\n")
+            self.runs[key] = run
+        self.used.add(self.runs[key]["commit"])
+        return self.runs[key]
+
+
+def commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def study_run(log: RunLog, dataset: str, seed: int, budget: float, root: Path, *extra: str) -> dict:
+    """One study's figures, from the log or measured now."""
+    key = "|".join(["study", dataset, str(seed), f"{budget:g}", *extra])
+
+    def measure() -> dict:
+        name = f"{dataset}-{seed}-{len(log.runs)}-{int(time.time())}"
+        s = run_study(dataset, seed, budget, root, name, *extra)
+        return {
+            "accuracy": s["test_metrics"]["accuracy"],
+            "search_accuracy": (s.get("search_test_metrics") or s["test_metrics"])["accuracy"],
+            "best_value": s["best_value"],
+            "topology": s["best_params"]["topology"],
+            "n_trials": s["n_trials"],
+            "epochs_trained": s["epochs_trained"],
+            "wall_s": round(s["wall_s"], 1),
+        }
+
+    return log.get(key, measure)
 
 
 def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *extra: str) -> dict:
@@ -73,7 +128,7 @@ def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *ex
     return summary
 
 
-def minirocket(dataset: str, seed: int) -> tuple[float, float]:
+def minirocket(dataset: str, seed: int) -> dict:
     from aeon.classification.convolution_based import MiniRocketClassifier
     from aeon.datasets import load_classification
 
@@ -82,7 +137,7 @@ def minirocket(dataset: str, seed: int) -> tuple[float, float]:
     start = time.time()
     model = MiniRocketClassifier(random_state=seed).fit(X, y)
     accuracy = float(np.mean(model.predict(X_test) == y_test))
-    return accuracy, time.time() - start
+    return {"accuracy": accuracy, "fit_s": time.time() - start}
 
 
 def mean_spread(values: list[float]) -> str:
@@ -91,29 +146,27 @@ def mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def compare(args: argparse.Namespace, root: Path) -> list[dict]:
+def compare(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
     rows = []
     for dataset in args.datasets:
         hybrid, single, rocket, rocket_s, single_names, trials = [], [], [], [], [], []
         for seed in args.seeds:
-            s = run_study(dataset, seed, args.budget, root, f"{dataset}-{seed}")
-            hybrid.append(s["test_metrics"]["accuracy"])
+            s = study_run(log, dataset, seed, args.budget, root)
+            hybrid.append(s["accuracy"])
             trials.append(s["n_trials"])
             alone = [
-                run_study(
-                    dataset, seed, args.budget / len(HYBRIDS), root, f"{dataset}-{seed}-{t}", f"space.topology=[{t}]"
-                )
+                study_run(log, dataset, seed, args.budget / len(HYBRIDS), root, f"space.topology=[{t}]")
                 for t in HYBRIDS
             ]
             pick = max(alone, key=lambda a: a["best_value"] if a["best_value"] is not None else -1)
-            single.append(pick["test_metrics"]["accuracy"])
-            single_names.append(pick["best_params"]["topology"])
-            acc, seconds = minirocket(dataset, seed)
-            rocket.append(acc)
-            rocket_s.append(seconds)
+            single.append(pick["accuracy"])
+            single_names.append(pick["topology"])
+            r = log.get(f"minirocket|{dataset}|{seed}", partial(minirocket, dataset, seed))
+            rocket.append(r["accuracy"])
+            rocket_s.append(r["fit_s"])
             print(
                 f"{dataset} seed {seed}: hybridsearch {hybrid[-1]:.3f} ({s['n_trials']} trials), "
-                f"best single {single[-1]:.3f} ({single_names[-1]}), MiniRocket {acc:.3f}",
+                f"best single {single[-1]:.3f} ({single_names[-1]}), MiniRocket {rocket[-1]:.3f}",
                 flush=True,
             )
         refs = REFERENCES.get(dataset, {})
@@ -134,7 +187,7 @@ def compare(args: argparse.Namespace, root: Path) -> list[dict]:
     return rows
 
 
-def ablation(args: argparse.Namespace, root: Path) -> list[dict]:
+def ablation(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
     variants = {
         "TPE + percentile pruning (default)": [],
         "random search": ["sampler=random"],
@@ -143,15 +196,12 @@ def ablation(args: argparse.Namespace, root: Path) -> list[dict]:
     rows = []
     for dataset in args.datasets:
         for label, extra in variants.items():
-            runs = [
-                run_study(dataset, seed, args.budget, root, f"{dataset}-{seed}-{len(rows)}", *extra)
-                for seed in args.seeds
-            ]
+            runs = [study_run(log, dataset, seed, args.budget, root, *extra) for seed in args.seeds]
             rows.append(
                 {
                     "dataset": dataset,
                     "variant": label,
-                    "test_accuracy": mean_spread([r["test_metrics"]["accuracy"] for r in runs]),
+                    "test_accuracy": mean_spread([r["accuracy"] for r in runs]),
                     "best_val": mean_spread([r["best_value"] for r in runs]),
                     "trials": round(statistics.mean(r["n_trials"] for r in runs)),
                     "epochs_trained": round(statistics.mean(r["epochs_trained"] for r in runs)),
@@ -200,15 +250,17 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true", help="TPE vs random, pruning on vs off")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--readme-only", action="store_true", help="rewrite the README section from --out, run nothing")
+    parser.add_argument("--fresh", action="store_true", help="rerun everything, ignoring <out>/runs.jsonl")
     args = parser.parse_args()
     if args.readme_only:
         write_readme(args.out)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-bench-"))
+    log = RunLog(args.out / "runs.jsonl", fresh=args.fresh)
     setup = f"budget {args.budget:.0f} s per dataset and seed, seeds {args.seeds}, 2-core CPU"
     if args.ablation:
-        rows = ablation(args, root)
+        rows = ablation(args, root, log)
         columns = {
             "dataset": "dataset",
             "variant": "search",
@@ -219,7 +271,7 @@ def main() -> None:
         }
         name = "ablation"
     else:
-        rows = compare(args, root)
+        rows = compare(args, root, log)
         columns = {
             "dataset": "dataset",
             "hybridsearch": "hybridsearch",
@@ -231,6 +283,7 @@ def main() -> None:
         }
         name = "quality"
         plot(rows, args.out / "quality.png")
+    setup += f", commit {', '.join(sorted(log.used))}"
     table = f"Test accuracy, {setup}; mean ± standard deviation over seeds.\n\n" + markdown(rows, columns)
     (args.out / f"{name}.md").write_text(table + "\n")
     with (args.out / f"{name}.csv").open("w", newline="") as f:

@@ -34,8 +34,8 @@ class StudyConfig:
     n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
-    refit: bool = True  # after the search, retrain the best on train + validation data: the final model
-    ensemble: int = 5  # also score the ensemble of the top k trials (load_best(..., ensemble=True)); <2: off
+    refit: bool = True  # after the search, retrain the best on train + validation data: the best single model
+    ensemble: int = 5  # final model: the top k trials averaged; <2 (or multi-objective): the best single model
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
@@ -59,7 +59,9 @@ class DataConfig:
     missing: str = "error"  # NaN / inf values: error | drop | fill
     val_fraction: float = 0.2  # of the training split; stratified for classification, last part for forecasting
     test_fraction: float = 0.2  # held out when no test split is given
-    cv_folds: int = 1  # k > 1: score each trial by k-fold cross-validation of training + validation data
+    # k > 1: score each trial by k-fold cross-validation of training + validation data; auto: 5 folds
+    # below 500 labelled series (else one validation split), 1 for forecasting
+    cv_folds: Any = "auto"
     lookback: int = 24  # forecasting: steps each window reads (can be searched: space.data.lookback)
     horizon: int = 12  # forecasting: steps to forecast
     season: int | None = None  # forecasting: seasonal period of the naive baseline and MASE

@@ -151,7 +151,8 @@ class HybridModule(L.LightningModule):
 class EnsembleModule(L.LightningModule):
     """The top trials of a study as one model: class probabilities (or values) averaged.
 
-    Each member keeps its own scaling; all share the task and the labels.
+    Each member keeps its own scaling; all share the task and the labels. ``Trainer.predict``
+    gives the averaged probabilities; ``Trainer.fit`` fine-tunes every member.
     """
 
     def __init__(self, members: Sequence[HybridModule]) -> None:
@@ -161,17 +162,37 @@ class EnsembleModule(L.LightningModule):
         self.members = torch.nn.ModuleList(members)
         self.task = members[0].task
         self.classes = members[0].classes
+        # What callers read off a single model: the data's shape and the task.
+        self.hparams.update({k: members[0].hparams[k] for k in ("task", "in_channels", "n_outputs", "seq_len")})
+
+    @property
+    def targets(self) -> Tensor:
+        """Forecasting: the input channels that are forecast (the same for every member)."""
+        return self.members[0].targets
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Mean class probabilities (classification) or mean predictions."""
+        """Classification: the log of the members' mean class probabilities, so that, as for one
+        model's logits, ``softmax`` gives probabilities; otherwise the mean prediction."""
         outs = [m(x, lengths) for m in self.members]
         if self.task == "classification":
-            outs = [o.softmax(dim=-1) for o in outs]
+            return torch.stack([o.softmax(dim=-1) for o in outs]).mean(dim=0).log()
         return torch.stack(outs).mean(dim=0)
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths = batch[0], batch[1] if len(batch) > 1 else None
-        return self(x, lengths)
+        out = self(x, lengths)
+        return out.softmax(dim=-1) if self.task == "classification" else out
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Fine-tuning with ``Trainer.fit``: every member learns from the batch on its own loss."""
+        x, lengths, y = batch
+        loss = torch.stack([m._loss(m(x, lengths), y) for m in self.members]).mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        lr = min(float(m.hparams.lr) for m in self.members)
+        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(self.members[0].hparams.weight_decay))
 
     @torch.no_grad()
     def predict(self, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
@@ -189,23 +210,25 @@ class EnsembleModule(L.LightningModule):
 
 
 def load_best(
-    path: str | Path, map_location: str | torch.device = "cpu", *, ensemble: bool = False
+    path: str | Path, map_location: str | torch.device = "cpu", *, ensemble: bool | None = None
 ) -> HybridModule | EnsembleModule:
-    """Load the best model of a study.
+    """Load the final model of a study, or one checkpoint.
 
     Args:
-        path: a study folder (``studies/<name>``, holding ``best.ckpt``) or a checkpoint file.
-        ensemble: return the ensemble of the study's top trials (``ensemble/`` in the folder).
+        path: a study folder (``studies/<name>``) or a checkpoint file.
+        ensemble: for a study folder: None (default) gives the study's final model, the ensemble
+            of its top trials (``ensemble/``) when it has one, else ``best.ckpt``; True insists on
+            the ensemble; False gives the best single model, ``best.ckpt``.
 
     Example:
         >>> model = load_best("studies/timeseries")  # doctest: +SKIP
         >>> model.predict(X)  # labels in the original label space  # doctest: +SKIP
     """
     path = Path(path)
-    if ensemble:
-        members = sorted((path / "ensemble").glob("*.ckpt"))
-        if not members:
-            raise FileNotFoundError(f"{path / 'ensemble'}: no ensemble here; is study.ensemble 2 or more?")
+    members = sorted((path / "ensemble").glob("*.ckpt")) if path.is_dir() and ensemble is not False else []
+    if ensemble and not members:
+        raise FileNotFoundError(f"{path / 'ensemble'}: no ensemble here; is study.ensemble 2 or more?")
+    if members:
         return EnsembleModule([load_best(m, map_location) for m in members]).eval()
     ckpt = path / "best.ckpt" if path.is_dir() else path
     if not ckpt.exists():

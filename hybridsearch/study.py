@@ -251,6 +251,7 @@ class Session:
     study: optuna.Study
     tracker: Tracker
     enqueue: list[dict[str, Any]]
+    cv_folds: int = 1  # data.cv_folds, "auto" resolved for this data
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
 
     @property
@@ -269,7 +270,7 @@ class Session:
             tracker=self.tracker,
             seed=self.cfg.study.seed,
             invocation=self.invocation,
-            cv_folds=self.cfg.data.cv_folds,
+            cv_folds=self.cv_folds,
             keep=max(1, self.cfg.study.ensemble),
             objectives=tuple(self.cfg.study.objectives),
         )
@@ -303,10 +304,9 @@ def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
     pruner = _instantiate(cfg, "pruner")
     _instantiate(cfg, "sampler")
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    cv_folds = data_cfg.pop("cv_folds")
+    cv_setting = data_cfg.pop("cv_folds")
     data = prepare(**data_cfg, seed=cfg.study.seed or 0)
-    if cv_folds < 1 or (cv_folds > 1 and data.forecast is not None):
-        raise ConfigError(f"data.cv_folds: must be 1 or more, and 1 for forecasting; got {cv_folds}")
+    cv_folds = resolve_cv_folds(cv_setting, data)
     _check_data_space(space, data)
     storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
@@ -315,7 +315,25 @@ def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
     else:
         study = optuna.load_study(study_name=cfg.study.name, storage=storage)
     study.pruner = CachedPruner(pruner)
-    return Session(cfg, space, data, metric, direction, study, tracker, enqueue)
+    return Session(cfg, space, data, metric, direction, study, tracker, enqueue, cv_folds)
+
+
+AUTO_CV = (5, 500)  # data.cv_folds=auto: 5 folds below 500 labelled training series
+
+
+def resolve_cv_folds(setting: Any, data: TaskData) -> int:
+    """``data.cv_folds``: a number of folds, or ``auto``: 5-fold cross-validation when training plus
+    validation data hold fewer than 500 series (a 20% split would then validate on fewer than 100,
+    a score too noisy to rank trials by), else the one validation split. Forecasting validates on
+    the latest part of the series, so always on one split."""
+    if setting == "auto":
+        k, below = AUTO_CV
+        return k if data.forecast is None and len(data.train) + len(data.val) < below else 1
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"data.cv_folds: must be 'auto' or a whole number of 1 or more; got {setting!r}")
+    if setting > 1 and data.forecast is not None:
+        raise ConfigError(f"data.cv_folds: forecasting validates on its latest steps; use 1, not {setting}")
+    return setting
 
 
 def run_study(cfg: DictConfig) -> dict[str, Any]:
@@ -342,6 +360,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
             "topologies": ",".join(session.space.topologies),
             "n_trials": cfg.study.n_trials,
             "n_workers": len(devices),
+            "cv_folds": session.cv_folds,
         },
         tags={"optuna_storage": cfg.study.storage, "optuna_study": cfg.study.name, "data": data.describe()},
     )
@@ -350,7 +369,11 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         if devices == [None]
         else f"; {len(devices)} workers on " + ", ".join("cpu" if d is None else f"gpu {d}" for d in devices)
     )
-    print(f"study {cfg.study.name!r}: {data.describe()}; {n_before} earlier trial(s) in {cfg.study.storage}{where}")
+    scoring = f"; each trial scored by {session.cv_folds}-fold cross-validation" if session.cv_folds > 1 else ""
+    print(
+        f"study {cfg.study.name!r}: {data.describe()}{scoring}; "
+        f"{n_before} earlier trial(s) in {cfg.study.storage}{where}"
+    )
     OmegaConf.save(cfg, session.study_dir / "config.yaml", resolve=True)  # what the report re-reads
     _dashboard_note(session, len(devices))
     progress = Progress(cfg.study.n_trials, session.metric, session.invocation)
@@ -386,7 +409,7 @@ def _dashboard_note(session: Session, n_workers: int) -> None:
         f"**Metric**: {session.metric} ({session.direction})\n\n"
         f"**Topologies**: {', '.join(session.space.topologies)}\n\n"
         f"**Latest run's budget**: n_trials={s.n_trials}, timeout={s.timeout} s, "
-        f"max_epochs={session.cfg.trainer.max_epochs}, workers={n_workers}, cv_folds={session.cfg.data.cv_folds}",
+        f"max_epochs={session.cfg.trainer.max_epochs}, workers={n_workers}, cv_folds={session.cv_folds}",
     )
 
 
@@ -413,10 +436,14 @@ def dashboard_artifacts(root: str) -> Path:
 
 
 def summarize(session: Session) -> dict[str, Any]:
-    """Score the best model once on the held-out test split, save it as best.ckpt, write summary.json.
+    """Build the final model, score it once on the held-out test split, write summary.json.
 
-    With ``study.refit`` the best configuration is trained again on training plus validation data
-    for its best epoch count; that model becomes best.ckpt and both are scored.
+    The best single model (``best.ckpt``) is the best trial's configuration trained again on
+    training plus validation data for its best epoch count (``study.refit``), or the trial's own
+    weights. The final model, which ``load_best`` returns and the registry holds, averages the top
+    ``study.ensemble`` trials (``ensemble/``): steadier than any one of them when validation sets
+    are small. Single-objective studies only; otherwise, and with ``study.ensemble`` below 2, the
+    final model is the best single one. Every candidate's test score is in the summary.
     """
     study, data, tracker, cfg, metric = session.study, session.data, session.tracker, session.cfg, session.metric
     study_dir = session.study_dir
@@ -431,6 +458,7 @@ def summarize(session: Session) -> dict[str, Any]:
         "best_trial": None,
         "best_value": None,
         "best_params": None,
+        "final": None,
         "test_metrics": None,
         "checkpoint": None,
         "mlflow_run_id": None,
@@ -440,6 +468,7 @@ def summarize(session: Session) -> dict[str, Any]:
         "trials": {state: counts.get(state, 0) for state in ("complete", "pruned", "fail", "running", "waiting")},
         "failures": dict(failures.most_common()),
     }
+    shutil.rmtree(study_dir / "ensemble", ignore_errors=True)  # a former run's; load_best would prefer it
     best = _best_trial(study)
     if best is not None and best.user_attrs.get("checkpoint"):
         searched = study_dir / "search.ckpt"
@@ -457,7 +486,8 @@ def summarize(session: Session) -> dict[str, Any]:
             summary["refit_epochs"] = epochs
         else:
             shutil.copyfile(searched, checkpoint)
-        if cfg.study.ensemble >= 2:
+        single = scores.get("refit", scores["search"])
+        if cfg.study.ensemble >= 2 and len(study.directions) == 1:
             summary["ensemble"] = _ensemble(session, test)
         if len(study.directions) > 1:
             names = [metric, *cfg.study.objectives]
@@ -465,17 +495,20 @@ def summarize(session: Session) -> dict[str, Any]:
                 {"trial": t.number, **dict(zip(names, t.values, strict=True)), "topology": t.params.get("topology")}
                 for t in sorted(study.best_trials, key=lambda t: t.number)
             ]
+        final = "ensemble" if summary.get("ensemble") else "refit" if cfg.study.refit else "search"
         if cfg.study.register and tracker.parent_run_id:
             summary["registered_model"] = {
                 "name": study.study_name,
-                "version": tracker.register_model(load_best(checkpoint), study.study_name, test.test.X[:2]),
+                "version": tracker.register_model(load_best(study_dir), study.study_name, test.test.X[:2]),
             }
         summary.update(
             best_trial=best.number,
             best_value=primary(best),
             best_params=best.params,
             best_attrs={k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs},
-            test_metrics=scores.get("refit", scores["search"]),
+            final=final,
+            test_metrics=summary["ensemble"]["test_metrics"] if final == "ensemble" else single,
+            single_test_metrics=single,
             search_test_metrics=scores["search"],
             refit=bool(cfg.study.refit),
             checkpoint=str(checkpoint),
@@ -489,6 +522,7 @@ def summarize(session: Session) -> dict[str, Any]:
                 {
                     f"best_{metric}": primary(best),
                     **{f"test_{k}": v for k, v in summary["test_metrics"].items()},
+                    **{f"single_test_{k}": v for k, v in single.items()},
                     **{f"search_test_{k}": v for k, v in scores["search"].items()},
                 },
             )
@@ -506,7 +540,6 @@ def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
     lookback = [t.params.get("lookback") for t in done[:1]]
     top = [t for t in done if t.params.get("lookback") == lookback[0]][: session.cfg.study.ensemble]
     folder = session.study_dir / "ensemble"
-    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     members = []
     for t in top:
@@ -545,32 +578,34 @@ def report(summary: dict[str, Any]) -> str:
     else:
         params = dict(summary["best_params"])
         topology = params.pop("topology")
-        tests = ", ".join(f"{k} {v:.4f}" for k, v in summary["test_metrics"].items())
-        searched = ", ".join(f"{k} {v:.4f}" for k, v in summary["search_test_metrics"].items())
+
+        def scores(metrics: dict[str, float]) -> str:
+            return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+        single = summary.get("single_test_metrics") or summary["test_metrics"]
         lines += [
             f"best trial #{summary['best_trial']}: {topology}",
             "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
-            f"  validation {summary['metric']} {summary['best_value']:.4f} | test {tests}",
+            f"  validation {summary['metric']} {summary['best_value']:.4f} | test {scores(single)}",
         ]
         if summary.get("refit"):
             lines[-1] += f" (refit on train + validation, {summary['refit_epochs']} epochs)"
-            lines.append(f"  the search-time model itself: test {searched}")
+            lines.append(f"  the search-time model itself: test {scores(summary['search_test_metrics'])}")
         if summary.get("pareto_front"):
             front = summary["pareto_front"]
             lines.append(
                 f"  Pareto front of {summary['metric']} and {', '.join(list(front[0])[2:-1])}: "
                 f"trials {', '.join(str(t['trial']) for t in front)} (summary.json, report)"
             )
-        if summary.get("ensemble"):
-            e = summary["ensemble"]
-            scores = ", ".join(f"{k} {v:.4f}" for k, v in e["test_metrics"].items())
-            lines.append(f"  ensemble of the top {len(e['trials'])} trials: test {scores}")
         if summary.get("baseline"):
-            naive = ", ".join(f"{k} {v:.4f}" for k, v in summary["baseline"].items())
-            lines.append(f"  seasonal-naive baseline on the same test windows: {naive}")
-        lines += [
-            f"  model: {summary['checkpoint']}  (hybridsearch.load_best({str(Path(summary['checkpoint']).parent)!r}))",
-        ]
+            lines.append(f"  seasonal-naive baseline on the same test windows: {scores(summary['baseline'])}")
+        if summary.get("final") == "ensemble":
+            e = summary["ensemble"]
+            lines.append(f"final model: the top {len(e['trials'])} trials averaged: test {scores(e['test_metrics'])}")
+        else:
+            lines.append("final model: the best trial's")
+        folder = str(Path(summary["checkpoint"]).parent)
+        lines.append(f"  load it: hybridsearch.load_best({folder!r})  (the best single model: ensemble=False)")
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
     lines.append("dashboards:")

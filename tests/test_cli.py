@@ -58,7 +58,7 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     # The best model reloads and scores what the summary says on the test split.
     from aeon.datasets import load_classification
 
-    from hybridsearch import load_best
+    from hybridsearch import EnsembleModule, HybridModule, load_best
 
     model = load_best(cwd / "studies" / "tiny")
     X, y = load_classification("ItalyPowerDemand", split="test")
@@ -67,10 +67,13 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     # study.refit (on by default): the final model was retrained on train + validation data.
     assert summary["refit"] is True and summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
     assert set(summary["search_test_metrics"]) == {"accuracy"}
-    # study.ensemble (5 by default): the top trials' average, reloadable as one module.
-    ensemble = load_best(cwd / "studies" / "tiny", ensemble=True)
-    assert len(ensemble.members) == len(summary["ensemble"]["trials"]) >= 2
-    assert np.mean(ensemble.predict(X) == y) == pytest.approx(summary["ensemble"]["test_metrics"]["accuracy"])
+    # study.ensemble (5 by default): the final model averages the top trials; load_best gives it.
+    assert summary["final"] == "ensemble" and isinstance(model, EnsembleModule)
+    assert len(model.members) == len(summary["ensemble"]["trials"]) >= 2
+    assert summary["test_metrics"] == summary["ensemble"]["test_metrics"]
+    single = load_best(cwd / "studies" / "tiny", ensemble=False)  # best.ckpt, the refit model
+    assert isinstance(single, HybridModule)
+    assert np.mean(single.predict(X) == y) == pytest.approx(summary["single_test_metrics"]["accuracy"])
     searched = load_best(cwd / "studies" / "tiny" / "search.ckpt")
     assert np.mean(searched.predict(X) == y) == pytest.approx(summary["search_test_metrics"]["accuracy"])
 
@@ -166,6 +169,8 @@ def test_user_file_regression_study(tmp_path: Path) -> None:
         ("data.path=missing.npz", "missing.npz: no such file"),
         (f"data.path={EXAMPLES / 'wide.csv'} data.label=class", "no label column 'class'"),
         ("data.task=forecasting data.name=airline data.lookback=100", "airline: 144 steps are too few"),
+        ("data.cv_folds=two", "data.cv_folds: must be 'auto' or a whole number"),
+        ("data.task=forecasting data.name=airline data.cv_folds=3", "data.cv_folds: forecasting"),
     ],
 )
 def test_bad_data_is_one_line_before_any_study_state_is_written(tmp_path: Path, override: str, named: str) -> None:

@@ -266,6 +266,26 @@ def test_ensemble_averages_its_members_probabilities(data):
     x = torch.from_numpy(data.test.X[:16])
     with torch.no_grad():
         mean = (members[0](x).softmax(-1) + members[1](x).softmax(-1)) / 2
-        torch.testing.assert_close(ensemble(x), mean)
+        torch.testing.assert_close(ensemble(x).softmax(-1), mean)  # log-probabilities, like logits
+        torch.testing.assert_close(ensemble.predict_step((x,), 0), mean)
     labels = ensemble.predict(data.test.X[:16])
     assert labels.tolist() == [data.classes[i] for i in mean.argmax(-1).tolist()]
+
+
+def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hybridsearch.data import prepare
+    from hybridsearch.study import ConfigError, resolve_cv_folds
+
+    small = prepare("GunPoint")  # 50 labelled series
+    large = replace(small, train=small.train.take(np.arange(600) % len(small.train)))
+    assert resolve_cv_folds("auto", small) == 5
+    assert resolve_cv_folds("auto", large) == 1
+    assert resolve_cv_folds("auto", prepare("airline", task="forecasting")) == 1
+    assert resolve_cv_folds(3, small) == 3
+    for bad in (0, "5", 2.5, True):
+        with pytest.raises(ConfigError, match="data.cv_folds"):
+            resolve_cv_folds(bad, small)
