@@ -91,6 +91,7 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
         "study.n_trials=1",
         f"trainer.max_epochs={epochs}",
         "pruner=percentile",
+        "data.cv_folds=1",  # one model, as in the plain loop
         "~callbacks.early_stopping",
         f"hydra.run.dir={root}/hydra",
         "study.enqueue=[" + json.dumps(PARAMS).replace('"', "") + "]",  # Hydra's override grammar

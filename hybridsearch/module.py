@@ -91,13 +91,22 @@ class HybridModule(L.LightningModule):
         err = (out.reshape(y.shape) - y).reshape(len(y), *self.y_std.shape[1:-1], -1) / self.y_std
         return err.pow(2).mean()  # MSE in units of each target's training spread
 
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._seen = torch.zeros((), device=self.device), 0
+
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths, y = batch
         loss = self._loss(self(x, lengths), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}")
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        # Summed here and logged once an epoch: self.log at every step costs as much as a small
+        # model's optimiser step.
+        self._loss_sum += loss.detach() * len(x)
+        self._seen += len(x)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_loss", self._loss_sum / max(1, self._seen))
 
     def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> None:
         x, lengths, y = batch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import socket
@@ -42,7 +41,7 @@ class BestEpoch(L.Callback):
         key = (self.sign * value, -loss)
         if math.isfinite(value) and (self.key is None or key > self.key):
             self.key, self.value, self.epoch, self.loss = key, value, trainer.current_epoch, loss
-            self.state = copy.deepcopy(pl_module.state_dict())
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
 
 def primary(trial: optuna.trial.FrozenTrial) -> float | None:
