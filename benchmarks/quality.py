@@ -60,13 +60,18 @@ class RunLog:
                     run = json.loads(line)
                     self.runs[run["key"]] = run
 
-    def get(self, key: str, measure) -> dict:
+    def get(self, key: str, measure, run: bool = True) -> dict | None:
+        """The logged run under ``key``; else, with ``run``, measure it now and log it."""
+        if key not in self.runs and not run:
+            return None
         if key not in self.runs:
+            print(f"running {key} ...", flush=True)
             run = {"key": key, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"), **measure()}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(json.dumps(run) + "\n")
             self.runs[key] = run
+            print(f"  {run}", flush=True)
         self.used.add(self.runs[key]["commit"])
         return self.runs[key]
 
@@ -76,7 +81,9 @@ def commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def study_run(log: RunLog, dataset: str, seed: int, budget: float, root: Path, *extra: str) -> dict:
+def study_run(
+    log: RunLog, dataset: str, seed: int, budget: float, root: Path, *extra: str, run: bool = True
+) -> dict | None:
     """One study's figures, from the log or measured now."""
     key = "|".join(["study", dataset, str(seed), f"{budget:g}", *extra])
 
@@ -84,7 +91,8 @@ def study_run(log: RunLog, dataset: str, seed: int, budget: float, root: Path, *
         name = f"{dataset}-{seed}-{len(log.runs)}-{int(time.time())}"
         s = run_study(dataset, seed, budget, root, name, *extra)
         return {
-            "accuracy": s["test_metrics"]["accuracy"],
+            "accuracy": s["test_metrics"]["accuracy"],  # the final model's
+            "single_accuracy": (s.get("single_test_metrics") or s["test_metrics"])["accuracy"],
             "search_accuracy": (s.get("search_test_metrics") or s["test_metrics"])["accuracy"],
             "best_value": s["best_value"],
             "topology": s["best_params"]["topology"],
@@ -93,7 +101,7 @@ def study_run(log: RunLog, dataset: str, seed: int, budget: float, root: Path, *
             "wall_s": round(s["wall_s"], 1),
         }
 
-    return log.get(key, measure)
+    return log.get(key, measure, run=run)
 
 
 def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *extra: str) -> dict:
@@ -140,46 +148,54 @@ def minirocket(dataset: str, seed: int) -> dict:
     return {"accuracy": accuracy, "fit_s": time.time() - start}
 
 
-def mean_spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+def mean_spread(values: list[float], n_seeds: int) -> str:
+    """Mean ± standard deviation; says how many seeds when some are missing."""
+    if not values:
+        return "not run"
+    text = f"{values[0]:.3f}" if len(values) == 1 else f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    return text if len(values) == n_seeds else f"{text} ({len(values)} of {n_seeds} seeds)"
 
 
 def compare(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
+    """Phase by phase over every dataset and seed: MiniRocket, hybridsearch, then the single
+    topologies; a partial run (see ``--no-run``) thus leaves whole columns."""
+    pairs = [(d, seed) for d in args.datasets for seed in args.seeds]
+    rocket = {p: log.get(f"minirocket|{p[0]}|{p[1]}", partial(minirocket, *p), run=not args.no_run) for p in pairs}
+    hybrid = {p: study_run(log, *p, args.budget, root, run=not args.no_run) for p in pairs}
+    alone = {
+        p: [
+            study_run(log, *p, args.budget / len(HYBRIDS), root, f"space.topology=[{t}]", run=not args.no_run)
+            for t in HYBRIDS
+        ]
+        for p in pairs
+    }
     rows = []
     for dataset in args.datasets:
-        hybrid, single, rocket, rocket_s, single_names, trials = [], [], [], [], [], []
+        runs = [hybrid[dataset, seed] for seed in args.seeds if hybrid[dataset, seed]]
+        picks = []
         for seed in args.seeds:
-            s = study_run(log, dataset, seed, args.budget, root)
-            hybrid.append(s["accuracy"])
-            trials.append(s["n_trials"])
-            alone = [
-                study_run(log, dataset, seed, args.budget / len(HYBRIDS), root, f"space.topology=[{t}]")
-                for t in HYBRIDS
-            ]
-            pick = max(alone, key=lambda a: a["best_value"] if a["best_value"] is not None else -1)
-            single.append(pick["accuracy"])
-            single_names.append(pick["topology"])
-            r = log.get(f"minirocket|{dataset}|{seed}", partial(minirocket, dataset, seed))
-            rocket.append(r["accuracy"])
-            rocket_s.append(r["fit_s"])
-            print(
-                f"{dataset} seed {seed}: hybridsearch {hybrid[-1]:.3f} ({s['n_trials']} trials), "
-                f"best single {single[-1]:.3f} ({single_names[-1]}), MiniRocket {rocket[-1]:.3f}",
-                flush=True,
-            )
-        refs = REFERENCES.get(dataset, {})
+            if all(alone[dataset, seed]):  # the topology with the best validation score, on test
+                picks.append(
+                    max(alone[dataset, seed], key=lambda a: a["best_value"] if a["best_value"] is not None else -1)
+                )
+        rockets = [rocket[dataset, seed] for seed in args.seeds if rocket[dataset, seed]]
+        names = [a["topology"] for a in picks]
+        n, refs = len(args.seeds), REFERENCES.get(dataset, {})
         rows.append(
             {
                 "dataset": dataset,
-                "hybridsearch": mean_spread(hybrid),
-                "hybridsearch_mean": statistics.mean(hybrid),
-                "trials": round(statistics.mean(trials)),
-                "best_single_topology": f"{mean_spread(single)} ({max(set(single_names), key=single_names.count)})",
-                "best_single_mean": statistics.mean(single),
-                "minirocket": f"{statistics.mean(rocket):.3f} ({statistics.mean(rocket_s):.1f} s)",
-                "minirocket_mean": statistics.mean(rocket),
+                "hybridsearch": mean_spread([r["accuracy"] for r in runs], n),
+                "hybridsearch_mean": statistics.mean([r["accuracy"] for r in runs]) if runs else None,
+                "single_model": mean_spread([r["single_accuracy"] for r in runs], n),
+                "trials": round(statistics.mean(r["n_trials"] for r in runs)) if runs else "",
+                "best_single_topology": mean_spread([a["accuracy"] for a in picks], n)
+                + (f" ({max(set(names), key=names.count)})" if names else ""),
+                "best_single_mean": statistics.mean([a["accuracy"] for a in picks]) if picks else None,
+                "minirocket": f"{statistics.mean(r['accuracy'] for r in rockets):.3f} "
+                f"({statistics.mean(r['fit_s'] for r in rockets):.1f} s)"
+                if rockets
+                else "not run",
+                "minirocket_mean": statistics.mean(r["accuracy"] for r in rockets) if rockets else None,
                 "lstm_fcn_published": refs.get("LSTM-FCN", ""),
                 "inceptiontime_published": refs.get("InceptionTime", ""),
             }
@@ -196,15 +212,19 @@ def ablation(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
     rows = []
     for dataset in args.datasets:
         for label, extra in variants.items():
-            runs = [study_run(log, dataset, seed, args.budget, root, *extra) for seed in args.seeds]
+            runs = [
+                study_run(log, dataset, seed, args.budget, root, *extra, run=not args.no_run) for seed in args.seeds
+            ]
+            runs = [r for r in runs if r]
+            n = len(args.seeds)
             rows.append(
                 {
                     "dataset": dataset,
                     "variant": label,
-                    "test_accuracy": mean_spread([r["accuracy"] for r in runs]),
-                    "best_val": mean_spread([r["best_value"] for r in runs]),
-                    "trials": round(statistics.mean(r["n_trials"] for r in runs)),
-                    "epochs_trained": round(statistics.mean(r["epochs_trained"] for r in runs)),
+                    "test_accuracy": mean_spread([r["accuracy"] for r in runs], n),
+                    "best_val": mean_spread([r["best_value"] for r in runs], n),
+                    "trials": round(statistics.mean(r["n_trials"] for r in runs)) if runs else "",
+                    "epochs_trained": round(statistics.mean(r["epochs_trained"] for r in runs)) if runs else "",
                 }
             )
             print(rows[-1], flush=True)
@@ -232,9 +252,9 @@ def plot(rows: list[dict], path: Path) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len(rows), 3.6))
     for i, (name, key) in enumerate(series.items()):
-        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=name)
+        ax.bar(x + (i - 1) * 0.27, [r[key] or 0.0 for r in rows], 0.27, label=name)
     ax.set_xticks(x, labels)
-    ax.set_ylim(min(0.8, min(r[k] for r in rows for k in series.values()) - 0.02), 1.005)
+    ax.set_ylim(min(0.8, min(r[k] for r in rows for k in series.values() if r[k]) - 0.02), 1.005)
     ax.set_ylabel("test accuracy")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -251,6 +271,7 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--readme-only", action="store_true", help="rewrite the README section from --out, run nothing")
     parser.add_argument("--fresh", action="store_true", help="rerun everything, ignoring <out>/runs.jsonl")
+    parser.add_argument("--no-run", action="store_true", help="write the tables from <out>/runs.jsonl, run nothing")
     args = parser.parse_args()
     if args.readme_only:
         write_readme(args.out)
@@ -274,7 +295,8 @@ def main() -> None:
         rows = compare(args, root, log)
         columns = {
             "dataset": "dataset",
-            "hybridsearch": "hybridsearch",
+            "hybridsearch": "hybridsearch (final model)",
+            "single_model": "hybridsearch, best single model",
             "trials": "trials",
             "best_single_topology": "best single topology",
             "minirocket": "MiniRocket (fit time)",

@@ -99,14 +99,13 @@ class HybridModule(L.LightningModule):
         loss = self._loss(self(x, lengths), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}")
-        # Summed here and logged once an epoch: self.log at every step costs as much as a small
-        # model's optimiser step.
+        # Summed here and logged once, at the epoch's last batch: self.log at every step costs as
+        # much as a small model's optimiser step.
         self._loss_sum += loss.detach() * len(x)
         self._seen += len(x)
+        if self.trainer.is_last_batch:
+            self.log("train_loss", self._loss_sum / self._seen, on_step=False, on_epoch=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train_loss", self._loss_sum / max(1, self._seen))
 
     def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> None:
         x, lengths, y = batch
