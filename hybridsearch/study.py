@@ -1,11 +1,9 @@
-"""Create or resume a study, run its trials, evaluate the best model once on test, write the summary."""
+"""Check the config, create or resume the study, run its trials (then hybridsearch.results sums up)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import sys
 import time
 import uuid
@@ -23,7 +21,6 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from hybridsearch.data import DataError, TaskData, prepare
-from hybridsearch.module import load_best
 from hybridsearch.objective import EXTRA_OBJECTIVES, Objective, primary
 from hybridsearch.search_space import Space, SpaceError, parse_space, sample
 from hybridsearch.storage import CachedPruner, StorageError, first_line, open_storage
@@ -175,7 +172,7 @@ class Progress:
     def update(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
         self.counts = Counter(t.state.name for t in trials if t.user_attrs.get("invocation") == self.invocation)
-        best = _best_trial(study)
+        best = best_trial(study)
         c = self.counts
         self.bar.n = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
         if self.bar.total is not None and self.bar.n > self.bar.total:
@@ -192,7 +189,7 @@ class Progress:
         self.bar.close()
 
 
-def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The trial whose model is ``best.ckpt``: the best validation metric; among equal scores
     (accuracy on a small validation set ties often), the smallest further objectives (so the trial
     is on the Pareto front of a multi-objective study), then the lowest validation loss."""
@@ -200,7 +197,7 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first, by the rule of :func:`_best_trial`."""
+    """Complete trials, best first, by the rule of :func:`best_trial`."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
     return sorted(
@@ -343,6 +340,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     processes (one per GPU, or CPU workers sharing the cores) that pull trials from the study.
     """
     from hybridsearch import workers
+    from hybridsearch.results import attach_report, dashboard_note, summarize
 
     session = open_session(cfg)
     devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
@@ -375,7 +373,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         f"{n_before} earlier trial(s) in {cfg.study.storage}{where}"
     )
     OmegaConf.save(cfg, session.study_dir / "config.yaml", resolve=True)  # what the report re-reads
-    _dashboard_note(session, len(devices))
+    dashboard_note(session, len(devices))
     progress = Progress(cfg.study.n_trials, session.metric, session.invocation)
     status = "FAILED"
     try:
@@ -398,226 +396,6 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _dashboard_note(session: Session, n_workers: int) -> None:
-    """The study's note in optuna-dashboard: what it searches, on what data, with what budget."""
-    from optuna_dashboard import save_note
-
-    s = session.cfg.study
-    save_note(
-        session.study,
-        f"**Data**: {session.data.describe()}\n\n"
-        f"**Metric**: {session.metric} ({session.direction})\n\n"
-        f"**Topologies**: {', '.join(session.space.topologies)}\n\n"
-        f"**Latest run's budget**: n_trials={s.n_trials}, timeout={s.timeout} s, "
-        f"max_epochs={session.cfg.trainer.max_epochs}, workers={n_workers}, cv_folds={session.cv_folds}",
-    )
-
-
-def attach_report(session: Session) -> Path:
-    """Write the study's report; attach its images to the MLflow parent run and the dashboard."""
-    from hybridsearch.report import write_report
-
-    page = write_report(session.study_dir)
-    if session.tracker.parent_run_id:
-        session.tracker.log_folder(session.tracker.parent_run_id, page.parent, "report")
-    folder = dashboard_artifacts(session.cfg.study.root)
-    folder.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(folder))
-    for image in sorted(page.parent.glob("*.png")):
-        optuna.artifacts.upload_artifact(
-            artifact_store=store, file_path=str(image), study_or_trial=session.study, mimetype="image/png"
-        )
-    return page
-
-
-def dashboard_artifacts(root: str) -> Path:
-    """Where the dashboard finds the studies' attached plots (optuna-dashboard --artifact-dir)."""
-    return Path(root) / "dashboard-artifacts"
-
-
-def summarize(session: Session) -> dict[str, Any]:
-    """Build the final model, score it once on the held-out test split, write summary.json.
-
-    The best single model (``best.ckpt``) is the best trial's configuration trained again on
-    training plus validation data for its best epoch count (``study.refit``), or the trial's own
-    weights. The final model, which ``load_best`` returns and the registry holds, averages the top
-    ``study.ensemble`` trials (``ensemble/``): steadier than any one of them when validation sets
-    are small. Single-objective studies only; otherwise, and with ``study.ensemble`` below 2, the
-    final model is the best single one. Every candidate's test score is in the summary.
-    """
-    study, data, tracker, cfg, metric = session.study, session.data, session.tracker, session.cfg, session.metric
-    study_dir = session.study_dir
-    trials = study.get_trials(deepcopy=False)
-    counts = Counter(t.state.name.lower() for t in trials)
-    failures = Counter(t.user_attrs.get("fail_reason", "unknown") for t in trials if t.state.name == "FAIL")
-    summary: dict[str, Any] = {
-        "study": study.study_name,
-        "data": data.describe(),
-        "metric": metric,
-        "direction": session.direction,
-        "best_trial": None,
-        "best_value": None,
-        "best_params": None,
-        "final": None,
-        "test_metrics": None,
-        "checkpoint": None,
-        "mlflow_run_id": None,
-        "mlflow_parent_run_id": tracker.parent_run_id,
-        "storage": cfg.study.storage,
-        "tracking_uri": cfg.tracking.uri,
-        "trials": {state: counts.get(state, 0) for state in ("complete", "pruned", "fail", "running", "waiting")},
-        "failures": dict(failures.most_common()),
-    }
-    shutil.rmtree(study_dir / "ensemble", ignore_errors=True)  # a former run's; load_best would prefer it
-    best = _best_trial(study)
-    if best is not None and best.user_attrs.get("checkpoint"):
-        searched = study_dir / "search.ckpt"
-        source = Path(best.user_attrs["checkpoint"])
-        if not source.exists() and best.user_attrs.get("mlflow_run_id"):  # trained on another machine
-            source = tracker.download(best.user_attrs["mlflow_run_id"], source.name, study_dir / "trials")
-        shutil.copyfile(source, searched)
-        test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
-        scores = {"search": test.test_metrics(load_best(searched).predict(test.test.X, test.test.lengths))}
-        checkpoint = study_dir / "best.ckpt"
-        if cfg.study.refit:
-            epochs = int(best.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
-            session.objective().refit(best.params, epochs, checkpoint)
-            scores["refit"] = test.test_metrics(load_best(checkpoint).predict(test.test.X, test.test.lengths))
-            summary["refit_epochs"] = epochs
-        else:
-            shutil.copyfile(searched, checkpoint)
-        single = scores.get("refit", scores["search"])
-        if cfg.study.ensemble >= 2 and len(study.directions) == 1:
-            summary["ensemble"] = _ensemble(session, test)
-        if len(study.directions) > 1:
-            names = [metric, *cfg.study.objectives]
-            summary["pareto_front"] = [
-                {"trial": t.number, **dict(zip(names, t.values, strict=True)), "topology": t.params.get("topology")}
-                for t in sorted(study.best_trials, key=lambda t: t.number)
-            ]
-        final = "ensemble" if summary.get("ensemble") else "refit" if cfg.study.refit else "search"
-        if cfg.study.register and tracker.parent_run_id:
-            summary["registered_model"] = {
-                "name": study.study_name,
-                "version": tracker.register_model(load_best(study_dir), study.study_name, test.test.X[:2]),
-            }
-        summary.update(
-            best_trial=best.number,
-            best_value=primary(best),
-            best_params=best.params,
-            best_attrs={k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs},
-            final=final,
-            test_metrics=summary["ensemble"]["test_metrics"] if final == "ensemble" else single,
-            single_test_metrics=single,
-            search_test_metrics=scores["search"],
-            refit=bool(cfg.study.refit),
-            checkpoint=str(checkpoint),
-            search_checkpoint=str(searched),
-            mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
-            baseline=test.baseline(),
-        )
-        if tracker.parent_run_id:
-            tracker.log_metrics(
-                tracker.parent_run_id,
-                {
-                    f"best_{metric}": primary(best),
-                    **{f"test_{k}": v for k, v in summary["test_metrics"].items()},
-                    **{f"single_test_{k}": v for k, v in single.items()},
-                    **{f"search_test_{k}": v for k, v in scores["search"].items()},
-                },
-            )
-            tracker.log_artifact(tracker.parent_run_id, checkpoint)
-    path = study_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    if tracker.parent_run_id:
-        tracker.log_artifact(tracker.parent_run_id, path)
-    return summary
-
-
-def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
-    """Copy the top trials' checkpoints to ``ensemble/`` and score their average once on test."""
-    done = ranked(session.study)
-    lookback = [t.params.get("lookback") for t in done[:1]]
-    top = [t for t in done if t.params.get("lookback") == lookback[0]][: session.cfg.study.ensemble]
-    folder = session.study_dir / "ensemble"
-    folder.mkdir(parents=True)
-    members = []
-    for t in top:
-        source = Path(t.user_attrs.get("checkpoint", ""))
-        if not source.is_file() and t.user_attrs.get("mlflow_run_id") and source.name:
-            source = session.tracker.download(t.user_attrs["mlflow_run_id"], source.name, session.study_dir / "trials")
-        if source.is_file():
-            shutil.copyfile(source, folder / f"trial-{t.number:05d}.ckpt")
-            members.append(t.number)
-    if len(members) < 2:
-        shutil.rmtree(folder)
-        return None
-    model = load_best(session.study_dir, ensemble=True)
-    return {"trials": members, "test_metrics": test.test_metrics(model.predict(test.test.X, test.test.lengths))}
-
-
-def dashboard_commands(storage: str, tracking_uri: str, root: str = "studies") -> list[str]:
-    mlflow = (
-        f"open {tracking_uri}"
-        if tracking_uri.startswith("http")
-        else f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
-    )
-    return [f"optuna-dashboard {storage} --artifact-dir {dashboard_artifacts(root)} --port 8080", mlflow]
-
-
-def report(summary: dict[str, Any]) -> str:
-    """The final printout: best architecture, its scores, and how to look at the study."""
-    t = summary["trials"]
-    lines = [
-        f"\nstudy {summary['study']!r}: {t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed",
-    ]
-    for reason, n in summary["failures"].items():
-        lines.append(f"  failed x{n}: {reason}")
-    if summary["best_trial"] is None:
-        lines.append("no trial completed yet: no best model")
-    else:
-        params = dict(summary["best_params"])
-        topology = params.pop("topology")
-
-        def scores(metrics: dict[str, float]) -> str:
-            return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-
-        single = summary.get("single_test_metrics") or summary["test_metrics"]
-        lines += [
-            f"best trial #{summary['best_trial']}: {topology}",
-            "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
-            f"  validation {summary['metric']} {summary['best_value']:.4f} | test {scores(single)}",
-        ]
-        if summary.get("refit"):
-            lines[-1] += f" (refit on train + validation, {summary['refit_epochs']} epochs)"
-            lines.append(f"  the search-time model itself: test {scores(summary['search_test_metrics'])}")
-        if summary.get("pareto_front"):
-            front = summary["pareto_front"]
-            lines.append(
-                f"  Pareto front of {summary['metric']} and {', '.join(list(front[0])[2:-1])}: "
-                f"trials {', '.join(str(t['trial']) for t in front)} (summary.json, report)"
-            )
-        if summary.get("baseline"):
-            lines.append(f"  seasonal-naive baseline on the same test windows: {scores(summary['baseline'])}")
-        if summary.get("final") == "ensemble":
-            e = summary["ensemble"]
-            lines.append(f"final model: the top {len(e['trials'])} trials averaged: test {scores(e['test_metrics'])}")
-        else:
-            lines.append("final model: the best trial's")
-        folder = str(Path(summary["checkpoint"]).parent)
-        lines.append(f"  load it: hybridsearch.load_best({folder!r})  (the best single model: ensemble=False)")
-    if summary.get("report"):
-        lines.append(f"report: {summary['report']}")
-    lines.append("dashboards:")
-    root = str(Path(summary["checkpoint"]).parent.parent) if summary.get("checkpoint") else "studies"
-    lines += [f"  {c}" for c in dashboard_commands(summary["storage"], summary["tracking_uri"], root)]
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def main(cfg: DictConfig) -> None:
     """The command line's task: run, print the report; bad input is one line on stderr and exit code 2."""
     try:
@@ -628,4 +406,6 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
         raise SystemExit(130) from None
-    print(report(summary))
+    from hybridsearch.results import printout
+
+    print(printout(summary))

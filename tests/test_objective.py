@@ -287,5 +287,5 @@ def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
     assert resolve_cv_folds("auto", prepare("airline", task="forecasting")) == 1
     assert resolve_cv_folds(3, small) == 3
     for bad in (0, "5", 2.5, True):
-        with pytest.raises(ConfigError, match="data.cv_folds"):
+        with pytest.raises(ConfigError, match=r"data\.cv_folds"):
             resolve_cv_folds(bad, small)
