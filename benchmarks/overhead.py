@@ -1,6 +1,6 @@
 """Overhead of one trial through hybridsearch over the same model in a plain PyTorch loop.
 
-    python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2]
+    python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2] [--out benchmarks/results]
 
 Trains one fixed configuration for a fixed number of epochs twice: in a plain PyTorch loop
 (AdamW, cosine schedule, a validation pass per epoch, as hybridsearch does) and as a trial of the
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--data", default="GunPoint")
     parser.add_argument("--epochs", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=2, help="alternate both this many times; keep the fastest")
+    parser.add_argument("--out", type=Path, help="also write the figures to <out>/overhead-<data>.txt")
     args = parser.parse_args()
     plains, trials = [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
@@ -126,14 +127,20 @@ def main() -> None:
         trial, command, first_epoch = through_hybridsearch(args.data, args.epochs)
         trials.append(trial)
     plain, trial = min(plains), min(trials)
-    print(f"{args.data}, {args.epochs} epochs of {PARAMS['topology']}, {torch.get_num_threads()} threads")
-    print(f"plain PyTorch loop : {plain:7.2f} s  (runs: {', '.join(f'{p:.2f}' for p in plains)})")
     runs = ", ".join(f"{t:.2f}" for t in trials)
-    print(f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {command:.2f} s)")
-    print(f"overhead ratio     : {trial / plain:7.3f}")
     extra, base = 1000 * (trial - plain) / args.epochs, 1000 * plain / args.epochs
-    print(f"per epoch          : {extra:7.2f} ms over the plain loop's {base:.2f} ms")
-    print(f"start-up           : {first_epoch:7.2f} s from launch to the first epoch's end")
+    lines = [
+        f"{args.data}, {args.epochs} epochs of {PARAMS['topology']}, {torch.get_num_threads()} threads",
+        f"plain PyTorch loop : {plain:7.2f} s  (runs: {', '.join(f'{p:.2f}' for p in plains)})",
+        f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {command:.2f} s)",
+        f"overhead ratio     : {trial / plain:7.3f}",
+        f"per epoch          : {extra:7.2f} ms over the plain loop's {base:.2f} ms",
+        f"start-up           : {first_epoch:7.2f} s from launch to the first epoch's end",
+    ]
+    print("\n".join(lines))
+    if args.out:  # the README's speed figures (benchmarks/quality.py --readme-only puts them there)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"overhead-{args.data}.txt").write_text("\n".join(lines) + "\n")
     if not math.isfinite(trial / plain):
         sys.exit(1)
 

@@ -328,6 +328,10 @@ def write_readme(results: Path) -> None:
         block += "\nSearch strategies with the same budget (test accuracy of the final model):\n\n"
         block += (results / "ablation.md").read_text()
     block += f"\n![test accuracy]({(results / 'quality.png').relative_to(ROOT)})\n"
+    speed = sorted(results.glob("overhead-*.txt"))
+    if speed:
+        block += "\nOne trial through hybridsearch against the same model in a plain PyTorch loop "
+        block += "(`benchmarks/overhead.py`):\n\n```\n" + "\n".join(f.read_text() for f in speed) + "```\n"
     readme.write_text(text[:start] + block + text[end:])
 
 
