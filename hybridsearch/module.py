@@ -139,21 +139,7 @@ class HybridModule(L.LightningModule):
     @torch.no_grad()
     def predict(self, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
         """Predict from a NumPy array (n, channels, time): labels in the original label space, or values."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3 or X.shape[1] != self.hparams.in_channels:
-            raise ValueError(f"X must have shape (n, {self.hparams.in_channels}, time), got {X.shape}")
-        was_training = self.training
-        self.eval()
-        outs = []
-        for i in range(0, len(X), batch_size):
-            x = torch.from_numpy(X[i : i + batch_size]).to(self.device)
-            lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=self.device)
-            outs.append(self(x, lens).cpu())
-        self.train(was_training)
-        out = torch.cat(outs).numpy()
-        if self.task == "classification":
-            return np.asarray(self.classes, dtype=object)[out.argmax(axis=-1)].astype(type(self.classes[0]))
-        return out
+        return _predict(self, X, lengths, batch_size)
 
 
 class EnsembleModule(L.LightningModule):
@@ -205,16 +191,29 @@ class EnsembleModule(L.LightningModule):
     @torch.no_grad()
     def predict(self, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
         """As :meth:`HybridModule.predict`, from the averaged output."""
-        self.eval()
-        X = np.asarray(X, dtype=np.float32)
-        outs = []
-        for i in range(0, len(X), batch_size):
-            lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=self.device)
-            outs.append(self(torch.from_numpy(X[i : i + batch_size]).to(self.device), lens).cpu())
-        out = torch.cat(outs).numpy()
-        if self.task == "classification":
-            return np.asarray(self.classes, dtype=object)[out.argmax(axis=-1)].astype(type(self.classes[0]))
-        return out
+        return _predict(self, X, lengths, batch_size)
+
+
+@torch.no_grad()
+def _predict(
+    module: HybridModule | EnsembleModule, X: np.ndarray, lengths: np.ndarray | None, batch_size: int
+) -> np.ndarray:
+    """Batched prediction from NumPy: labels in the original label space (classification), or values."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3 or X.shape[1] != module.hparams.in_channels:
+        raise ValueError(f"X must have shape (n, {module.hparams.in_channels}, time), got {X.shape}")
+    was_training = module.training
+    module.eval()
+    outs = []
+    for i in range(0, len(X), batch_size):
+        x = torch.from_numpy(X[i : i + batch_size]).to(module.device)
+        lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=module.device)
+        outs.append(module(x, lens).cpu())
+    module.train(was_training)
+    out = torch.cat(outs).numpy()
+    if module.task == "classification":
+        return np.asarray(module.classes, dtype=object)[out.argmax(axis=-1)].astype(type(module.classes[0]))
+    return out
 
 
 def load_best(

@@ -96,12 +96,12 @@ def summarize(session: Session) -> dict[str, Any]:
             source = tracker.download(best.user_attrs["mlflow_run_id"], source.name, study_dir / "trials")
         shutil.copyfile(source, searched)
         test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
-        scores = {"search": test.test_metrics(load_best(searched).predict(test.test.X, test.test.lengths))}
+        scores = {"search": _score(load_best(searched), test)}
         checkpoint = study_dir / "best.ckpt"
         if cfg.study.refit:
             epochs = int(best.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
             session.objective().refit(best.params, epochs, checkpoint)
-            scores["refit"] = test.test_metrics(load_best(checkpoint).predict(test.test.X, test.test.lengths))
+            scores["refit"] = _score(load_best(checkpoint), test)
             summary["refit_epochs"] = epochs
         else:
             shutil.copyfile(searched, checkpoint)
@@ -172,7 +172,12 @@ def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
         shutil.rmtree(folder)
         return None
     model = load_best(session.study_dir, ensemble=True)
-    return {"trials": members, "test_metrics": test.test_metrics(model.predict(test.test.X, test.test.lengths))}
+    return {"trials": members, "test_metrics": _score(model, test)}
+
+
+def _score(model: Any, test: TaskData) -> dict[str, float]:
+    """A model's metrics on the test split, scored once."""
+    return test.test_metrics(model.predict(test.test.X, test.test.lengths))
 
 
 def dashboard_commands(storage: str, tracking_uri: str, root: str = "studies") -> list[str]:
