@@ -35,7 +35,7 @@ class StudyConfig:
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
     refit: bool = True  # after the search, retrain the best on train + validation data: the best single model
-    ensemble: int = 5  # final model: the top k trials averaged; <2 (or multi-objective): the best single model
+    ensemble: int = 10  # final model: the top k trials averaged; <2 (or multi-objective): the best single model
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

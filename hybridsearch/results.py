@@ -154,14 +154,16 @@ def summarize(session: Session) -> dict[str, Any]:
 
 
 def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
-    """Copy the top trials' checkpoints to ``ensemble/`` and score their average once on test."""
-    done = ranked(session.study)
+    """Copy the checkpoints of the top ``study.ensemble`` trials that kept their weights (a trial
+    that ranked lower when it finished did not) to ``ensemble/``; score their average once on test."""
+    done = [t for t in ranked(session.study) if t.user_attrs.get("checkpoint")]  # weights kept
     lookback = [t.params.get("lookback") for t in done[:1]]
-    top = [t for t in done if t.params.get("lookback") == lookback[0]][: session.cfg.study.ensemble]
     folder = session.study_dir / "ensemble"
     folder.mkdir(parents=True)
-    members = []
-    for t in top:
+    members: list[int] = []
+    for t in (t for t in done if t.params.get("lookback") == lookback[0]):
+        if len(members) == session.cfg.study.ensemble:
+            break
         source = Path(t.user_attrs.get("checkpoint", ""))
         if not source.is_file() and t.user_attrs.get("mlflow_run_id") and source.name:
             source = session.tracker.download(t.user_attrs["mlflow_run_id"], source.name, session.study_dir / "trials")

@@ -67,7 +67,7 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     # study.refit (on by default): the final model was retrained on train + validation data.
     assert summary["refit"] is True and summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
     assert set(summary["search_test_metrics"]) == {"accuracy"}
-    # study.ensemble (5 by default): the final model averages the top trials; load_best gives it.
+    # study.ensemble (10 by default): the final model averages the top trials; load_best gives it.
     assert summary["final"] == "ensemble" and isinstance(model, EnsembleModule)
     assert len(model.members) == len(summary["ensemble"]["trials"]) >= 2
     assert summary["test_metrics"] == summary["ensemble"]["test_metrics"]

@@ -272,6 +272,48 @@ def test_ensemble_averages_its_members_probabilities(data):
     assert labels.tolist() == [data.classes[i] for i in mean.argmax(-1).tolist()]
 
 
+def test_final_ensemble_takes_the_top_trials_whose_weights_were_kept(data, tmp_path):
+    from types import SimpleNamespace
+
+    import lightning as L
+    import torch
+
+    from hybridsearch.module import HybridModule
+    from hybridsearch.results import _ensemble
+
+    params = {"topology": "fcn", "conv_layers": 1, "conv_channels_1": 8, "conv_kernel_1": 3}
+    study = optuna.create_study(direction="maximize")
+    # (value, weights kept): the best trial's checkpoint was never written (another machine, a
+    # crash); the ensemble of 2 is then the next two that have one.
+    for number, (value, kept) in enumerate([(0.9, True), (1.0, False), (0.95, True), (0.8, True)]):
+        attrs = {"val_loss": 1.0 - value}
+        if kept:
+            module = HybridModule(params, in_channels=1, n_outputs=2, seq_len=24, classes=data.classes)
+            path = tmp_path / "trials" / f"trial-{number}.ckpt"
+            path.parent.mkdir(exist_ok=True)
+            torch.save(
+                {
+                    "state_dict": module.state_dict(),
+                    "hyper_parameters": dict(module.hparams),
+                    "pytorch-lightning_version": L.__version__,
+                },
+                path,
+            )
+            attrs["checkpoint"] = str(path)
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value, params={}, distributions={}, user_attrs=attrs, state=optuna.trial.TrialState.COMPLETE
+            )
+        )
+    session = SimpleNamespace(
+        study=study, study_dir=tmp_path, tracker=None, cfg=OmegaConf.create({"study": {"ensemble": 2}})
+    )
+    result = _ensemble(session, data)
+    assert result["trials"] == [2, 0]
+    assert sorted(p.name for p in (tmp_path / "ensemble").iterdir()) == ["trial-00000.ckpt", "trial-00002.ckpt"]
+    assert 0.0 <= result["test_metrics"]["accuracy"] <= 1.0
+
+
 def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
     from dataclasses import replace
 
