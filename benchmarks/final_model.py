@@ -1,8 +1,8 @@
 """The same searches, finished with different final models: test accuracy by ensemble size.
 
-    python benchmarks/final_model.py STUDY_ROOT [--sizes 1 5 10 15] [--out benchmarks/results] [--readme]
+    python benchmarks/final_model.py STUDY_ROOT [STUDY_ROOT ...] [--sizes 1 5 10] [--out benchmarks/results]
 
-STUDY_ROOT is a folder of finished studies (a ``study.root``, such as the one
+A STUDY_ROOT is a folder of finished studies (a ``study.root``, such as the one
 ``benchmarks/quality.py`` prints when it starts). It is copied, and each study in it is finished
 again through the command line with ``study.n_trials=0 study.ensemble=k`` (no new trials, nothing
 retrained: the final model averages the top k trials' saved weights; k=1 is the best trial alone)
@@ -55,19 +55,22 @@ def finish(root: Path, study: Path, k: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path, help="a folder of finished studies")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[1, 5, 10, 15])
+    parser.add_argument("roots", nargs="+", type=Path, help="folders of finished studies")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1, 5, 10])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    studies = sorted(p.name for p in args.root.iterdir() if (p / "summary.json").is_file())
-    if not studies:
-        sys.exit(f"{args.root}: no finished study here (no */summary.json)")
-    work = Path(tempfile.mkdtemp(prefix="hybridsearch-final-")) / "root"
-    shutil.copytree(args.root, work)
+    work = Path(tempfile.mkdtemp(prefix="hybridsearch-final-"))
+    studies = []
+    for i, root in enumerate(args.roots):
+        names = sorted(p.name for p in root.iterdir() if (p / "summary.json").is_file())
+        if not names:
+            sys.exit(f"{root}: no finished study here (no */summary.json)")
+        shutil.copytree(root, work / str(i))
+        studies += [(work / str(i), name) for name in names]
     results: dict[str, dict[int, list[float]]] = {}
-    for name in studies:
+    for copy, name in studies:
         for k in args.sizes:
-            summary = finish(work, work / name, k)
+            summary = finish(copy, copy / name, k)
             dataset = summary["data"].split(":")[0]
             members = len((summary.get("ensemble") or {}).get("trials", [])) or 1
             accuracy = summary["test_metrics"]["accuracy"]
@@ -83,8 +86,8 @@ def main() -> None:
         rows.append(row)
     header = list(rows[0])
     table = (
-        f"Test accuracy of the final model by how many top trials it averages (1: the best trial alone), "
-        f"the same searches re-finished (`benchmarks/final_model.py`; searches from {args.root.name}); "
+        "Test accuracy of the final model by how many top trials it averages (1: the best trial alone), "
+        "the same searches re-finished (`benchmarks/final_model.py`); "
         "mean ± standard deviation over the searches.\n\n"
         + "| "
         + " | ".join(header)
@@ -100,7 +103,7 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     print(table)
-    shutil.rmtree(work.parent, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
