@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--data", default="GunPoint")
     parser.add_argument("--epochs", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=2, help="alternate both this many times; keep the fastest")
-    parser.add_argument("--out", type=Path, help="also write the figures to <out>/overhead-<data>.txt")
+    parser.add_argument("--out", type=Path, help="also write the figures to <out>/overhead-<data>-<epochs>.txt")
     args = parser.parse_args()
     plains, trials = [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
@@ -147,7 +147,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.out:  # the README's speed figures (benchmarks/quality.py --readme-only puts them there)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"overhead-{args.data}.txt").write_text("\n".join(lines) + "\n")
+        (args.out / f"overhead-{args.data}-{args.epochs}.txt").write_text("\n".join(lines) + "\n")
     if not math.isfinite(trial / plain):
         sys.exit(1)
 

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def compare(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
                 "single_model": mean_spread([r["single_accuracy"] for r in runs], n),
                 "trials": round(statistics.mean(r["n_trials"] for r in runs)) if runs else "",
                 "best_single_topology": mean_spread([a["accuracy"] for a in picks], n)
-                + (f" ({max(set(names), key=names.count)})" if names else ""),
+                + (f" ({', '.join(f'{t} {c}' for t, c in Counter(names).most_common())})" if names else ""),
                 "best_single_mean": statistics.mean([a["accuracy"] for a in picks]) if picks else None,
                 "minirocket": f"{statistics.mean(r['accuracy'] for r in rockets):.3f} "
                 f"({statistics.mean(r['fit_s'] for r in rockets):.1f} s)"
@@ -307,7 +308,7 @@ def main() -> None:
             "hybridsearch": "hybridsearch (final model)",
             "single_model": "hybridsearch, best single model",
             "trials": "trials",
-            "best_single_topology": "best single topology (by validation; ties averaged)",
+            "best_single_topology": "best single topology (by validation; ties averaged; times best)",
             "minirocket": "MiniRocket (fit time)",
             "lstm_fcn_published": "LSTM-FCN (published)",
             "inceptiontime_published": "InceptionTime (published)",
