@@ -1,13 +1,13 @@
 """Overhead of one trial through hybridsearch over the same model in a plain PyTorch loop.
 
     python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2] [--out benchmarks/results]
-    python benchmarks/overhead.py --data OSULeaf --epochs 60   # a trial as the default study runs it
+    python benchmarks/overhead.py --data OSULeaf --epochs 240   # a trial of about 30 s
 
-Two cases matter. A trial as the default study trains it (``trainer.max_epochs=60``) on data whose
-epochs are not trivial, e.g. OSULeaf (160 training series of 427 steps, ~0.3 s an epoch here): about
-30 s. And the worst case, many epochs of a tiny dataset (GunPoint's 40 training series, ~20 ms an
-epoch, 1200 of them): there the fixed cost per epoch (Lightning's loops, the validation pass's
-logging, Optuna's report) shows most.
+Two cases matter. A trial of ordinary epochs, e.g. OSULeaf (160 training series of 427 steps,
+~0.12 s an epoch here): 240 epochs take about 30 s, the default study's 60 about 8 s. And the worst
+case, many epochs of a tiny dataset (GunPoint's 40 training series, ~20 ms an epoch, 1200 of
+them): there the fixed cost per epoch (Lightning's loops, the validation pass's logging, Optuna's
+report) shows most.
 
 Trains one fixed configuration for a fixed number of epochs twice: in a plain PyTorch loop
 (AdamW, cosine schedule, a validation pass per epoch, as hybridsearch does) and as a trial of the
