@@ -128,15 +128,15 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("invocation", self.invocation)
         run_id: str | None = None
 
         def finish(state: str, reason: str | None = None) -> None:
             if run_id and self.tracker:
                 self.tracker.end_trial(run_id, state, attrs=trial.user_attrs, reason=reason)
 
-        try:  # from here on, whatever stops the trial is recorded on it, Ctrl-C included
+        try:  # whatever stops the trial is recorded on it, Ctrl-C included
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr("invocation", self.invocation)
             params = sample(trial, self.space)
             _, notes = model_arguments(params, self.data_for(params).seq_len)
             if notes:

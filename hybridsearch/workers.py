@@ -10,6 +10,7 @@ heartbeats instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,14 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
     try:
         _watch(session.study, procs, progress)
     except KeyboardInterrupt:
-        for p in procs:  # they had the terminal's Ctrl-C too; make sure, then let them close their trials
+        # They had the terminal's Ctrl-C too and are closing their trials: give them a moment, as
+        # a second Ctrl-C would cut that short; one still running then (the signal came to this
+        # process alone) gets its own.
+        settle = time.monotonic() + 5.0
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.0, settle - time.monotonic()))
+        for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         for p in procs:
