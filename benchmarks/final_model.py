@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from quality import cli, markdown  # benchmarks/quality.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,27 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def finish(root: Path, study: Path, k: int) -> dict:
     """Re-summarise one study with an ensemble of ``k``; its summary."""
     cfg = yaml.safe_load((study / "config.yaml").read_text())
-    cmd = [
-        sys.executable,
-        "-m",
-        "hybridsearch",
-        "+study=timeseries",
-        f"study.name={study.name}",
-        f"study.root={root}",
-        f"data.name={cfg['data']['name']}",
-        f"study.seed={cfg['study']['seed']}",
-        "study.n_trials=0",
-        f"study.ensemble={k}",
-        "study.refit=false",  # the single model is not what is compared here
-        "study.report=false",
-        "study.register=false",
-        f"tracking.uri=sqlite:///{root}/mlflow.db",
-        f"hydra.run.dir={root}/hydra/final-{study.name}-{k}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
-    return json.loads((study / "summary.json").read_text())
+    extra = ["study.n_trials=0", f"study.ensemble={k}", "study.refit=false"]  # the single model is not compared
+    return cli(root, study.name, cfg["data"]["name"], cfg["study"]["seed"], *extra)
 
 
 def main() -> None:
@@ -88,13 +68,7 @@ def main() -> None:
     table = (
         "Test accuracy of the final model by how many top trials it averages (1: the best trial alone), "
         "the same searches re-finished (`benchmarks/final_model.py`); "
-        "mean ± standard deviation over the searches.\n\n"
-        + "| "
-        + " | ".join(header)
-        + " |\n|"
-        + "---|" * len(header)
-        + "\n"
-        + "\n".join("| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows)
+        "mean ± standard deviation over the searches.\n\n" + markdown(rows, {h: h for h in header})
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "final_model.md").write_text(table + "\n")

@@ -105,8 +105,8 @@ def study_run(
     return log.get(key, measure, run=run)
 
 
-def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *extra: str) -> dict:
-    """One hybridsearch study through the command line; returns its summary plus search statistics."""
+def cli(root: Path, name: str, dataset: str, seed: int, *extra: str) -> dict:
+    """The default study's command line on study ``name`` in ``root``; its summary.json."""
     cmd = [
         sys.executable,
         "-m",
@@ -116,18 +116,21 @@ def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *ex
         f"study.root={root}",
         f"data.name={dataset}",
         f"study.seed={seed}",
-        "study.n_trials=null",
-        f"study.timeout={budget}",
         f"hydra.run.dir={root}/hydra/{name}",
         "study.report=false",  # not part of the search; saves seconds per run
         "study.register=false",
         *extra,
     ]
-    start = time.time()
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
-    summary = json.loads((root / name / "summary.json").read_text())
+    return json.loads((root / name / "summary.json").read_text())
+
+
+def run_study(dataset: str, seed: int, budget: float, root: Path, name: str, *extra: str) -> dict:
+    """One hybridsearch study through the command line; returns its summary plus search statistics."""
+    start = time.time()
+    summary = cli(root, name, dataset, seed, "study.n_trials=null", f"study.timeout={budget}", *extra)
     import optuna
 
     trials = optuna.load_study(study_name=name, storage=f"sqlite:///{root}/optuna.db").trials
@@ -181,7 +184,7 @@ def compare(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
                 runs_alone = alone[dataset, seed]
                 top = max(a["best_value"] if a["best_value"] is not None else -1 for a in runs_alone)
                 tied = [a for a in runs_alone if a["best_value"] == top]
-                picks.append({"accuracy": statistics.mean(a["accuracy"] for a in tied)})
+                picks.append(statistics.mean(a["accuracy"] for a in tied))
                 names += [a["topology"] for a in tied]
         rockets = [rocket[dataset, seed] for seed in args.seeds if rocket[dataset, seed]]
         n, refs = len(args.seeds), REFERENCES.get(dataset, {})
@@ -192,9 +195,9 @@ def compare(args: argparse.Namespace, root: Path, log: RunLog) -> list[dict]:
                 "hybridsearch_mean": statistics.mean([r["accuracy"] for r in runs]) if runs else None,
                 "single_model": mean_spread([r["single_accuracy"] for r in runs], n),
                 "trials": round(statistics.mean(r["n_trials"] for r in runs)) if runs else "",
-                "best_single_topology": mean_spread([a["accuracy"] for a in picks], n)
+                "best_single_topology": mean_spread(picks, n)
                 + (f" ({', '.join(f'{t} {c}' for t, c in Counter(names).most_common())})" if names else ""),
-                "best_single_mean": statistics.mean([a["accuracy"] for a in picks]) if picks else None,
+                "best_single_mean": statistics.mean(picks) if picks else None,
                 "minirocket": f"{statistics.mean(r['accuracy'] for r in rockets):.3f} "
                 f"({statistics.mean(r['fit_s'] for r in rockets):.1f} s)"
                 if rockets

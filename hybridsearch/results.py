@@ -91,10 +91,7 @@ def summarize(session: Session) -> dict[str, Any]:
     best = best_trial(study)
     if best is not None and best.user_attrs.get("checkpoint"):
         searched = study_dir / "search.ckpt"
-        source = Path(best.user_attrs["checkpoint"])
-        if not source.exists() and best.user_attrs.get("mlflow_run_id"):  # trained on another machine
-            source = tracker.download(best.user_attrs["mlflow_run_id"], source.name, study_dir / "trials")
-        shutil.copyfile(source, searched)
+        shutil.copyfile(_checkpoint(session, best), searched)
         test = data.with_lookback(best.params["lookback"]) if "lookback" in best.params else data
         scores = {"search": _score(load_best(searched), test)}
         checkpoint = study_dir / "best.ckpt"
@@ -164,9 +161,7 @@ def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
     for t in (t for t in done if t.params.get("lookback") == lookback[0]):
         if len(members) == session.cfg.study.ensemble:
             break
-        source = Path(t.user_attrs.get("checkpoint", ""))
-        if not source.is_file() and t.user_attrs.get("mlflow_run_id") and source.name:
-            source = session.tracker.download(t.user_attrs["mlflow_run_id"], source.name, session.study_dir / "trials")
+        source = _checkpoint(session, t)
         if source.is_file():
             shutil.copyfile(source, folder / f"trial-{t.number:05d}.ckpt")
             members.append(t.number)
@@ -175,6 +170,15 @@ def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
         return None
     model = load_best(session.study_dir, ensemble=True)
     return {"trials": members, "test_metrics": _score(model, test)}
+
+
+def _checkpoint(session: Session, trial: optuna.trial.FrozenTrial) -> Path:
+    """A kept trial's checkpoint: where it was written, or fetched from MLflow when that trial ran
+    on another machine."""
+    source = Path(trial.user_attrs["checkpoint"])
+    if not source.is_file() and trial.user_attrs.get("mlflow_run_id"):
+        source = session.tracker.download(trial.user_attrs["mlflow_run_id"], source.name, session.study_dir / "trials")
+    return source
 
 
 def _score(model: Any, test: TaskData) -> dict[str, float]:
