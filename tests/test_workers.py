@@ -46,7 +46,9 @@ def running_trial(cwd: Path, name: str):
         trials = load(cwd, name).get_trials(states=(TrialState.RUNNING,))
     except KeyError:  # study not created yet
         return None
-    return next((t for t in trials if "worker" in t.user_attrs), None)
+    # "topology" is recorded once the trial has sampled all its parameters: a trial killed before
+    # that would be retried with only some of them fixed.
+    return next((t for t in trials if "topology" in t.user_attrs), None)
 
 
 def test_plan_assigns_workers_to_devices() -> None:
