@@ -1,6 +1,7 @@
 """hybridsearch: find the best hybrid CNN+LSTM model for your sequence data.
 
-Importing the package is cheap: the study machinery (Optuna, MLflow) loads only when used.
+The public names load on first use, so ``python -m hybridsearch`` checks its config before
+torch, Lightning, Optuna or MLflow are imported.
 
 Example:
     >>> from hybridsearch import TOPOLOGIES, load_best
@@ -8,28 +9,32 @@ Example:
     ['cascade', 'conv_gated']
 """
 
+from importlib import import_module
 from typing import Any
 
-from hybridsearch.models import HYBRIDS, TOPOLOGIES
-from hybridsearch.module import EnsembleModule, HybridModule, load_best
-from hybridsearch.search_space import build_model, parse_space, sample
+# public name -> the module that defines it
+_EXPORTS = {
+    "HYBRIDS": "hybridsearch.models",
+    "TOPOLOGIES": "hybridsearch.models",
+    "EnsembleModule": "hybridsearch.module",
+    "HybridModule": "hybridsearch.module",
+    "load_best": "hybridsearch.module",
+    "build_model": "hybridsearch.search_space",
+    "parse_space": "hybridsearch.search_space",
+    "sample": "hybridsearch.search_space",
+    "run_study": "hybridsearch.study",
+    "Summary": "hybridsearch.results",
+    "UserError": "hybridsearch.errors",
+}
 
-__all__ = [
-    "HYBRIDS",
-    "TOPOLOGIES",
-    "EnsembleModule",
-    "HybridModule",
-    "build_model",
-    "load_best",
-    "parse_space",
-    "run_study",
-    "sample",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "run_study":
-        from hybridsearch.study import run_study
-
-        return run_study
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hybridsearch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -7,16 +7,11 @@ holds the values; this file holds their types and meaning.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -91,13 +86,38 @@ class TrainerConfig:
 
 
 @dataclass
+class ParamSpec:
+    """One searched parameter of ``space.model``, ``space.training`` or ``space.data``."""
+
+    type: str = MISSING  # categorical | int | float
+    choices: list[Any] | None = None  # categorical
+    low: float | None = None  # int, float
+    high: float | None = None
+    log: bool = False  # sample on a log scale
+    step: float | None = None
+    topologies: list[str] | None = None  # sampled only for these (default: every topology that takes it)
+    when: dict[str, Any] | None = None  # sampled only when an earlier parameter took one of these values
+    per_layer: str | None = None  # one value per layer, counted by this int parameter
+
+
+@dataclass
+class SpaceConfig:
+    """The search space (``conf/space/default.yaml``), checked in depth by ``hybridsearch.search_space``."""
+
+    topology: list[str] = field(default_factory=list)
+    model: dict[str, ParamSpec] = field(default_factory=dict)
+    training: dict[str, ParamSpec] = field(default_factory=dict)
+    data: dict[str, ParamSpec] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)  # Lightning callbacks per trial, by _target_
-    space: Any = None  # the search space, validated by hybridsearch.search_space
+    space: SpaceConfig = field(default_factory=SpaceConfig)
     sampler: Any = None  # an optuna sampler, by _target_
     pruner: Any = None  # an optuna pruner, by _target_
 
@@ -106,36 +126,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
 
 
-_DETAIL = ("full_key:", "reference_type=", "object_type=", "provider=")
-
-
-def _one_line(err: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages, without their internals, on one line."""
-    parts: list[str] = []
-    for e in (err, err.__cause__):
-        for line in str(e or "").splitlines():
-            line = line.strip()
-            if line.startswith("Config search path"):
-                break
-            if line and not line.startswith(_DETAIL) and line not in parts:
-                parts.append(line)
-    return " ".join(parts) or type(err).__name__
-
-
-def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
-    """Turn a config error raised while Hydra composes (a misspelt key, a wrong type, an unknown
-    config group option) into one line on stderr and exit code 2. ``HYDRA_FULL_ERROR=1`` keeps
-    Hydra's own report with its stack trace."""
-
-    @functools.wraps(main)
-    def wrapper() -> None:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            return main()
-        os.environ["HYDRA_FULL_ERROR"] = "1"  # makes Hydra raise instead of printing a report
-        try:
-            return main()
-        except (HydraException, OmegaConfBaseException) as err:
-            print(f"error: {_one_line(err)}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return wrapper
+def data_config(node: Any) -> DataConfig:
+    """The ``data`` node of a composed or saved config as a :class:`DataConfig`."""
+    return DataConfig(**OmegaConf.to_container(node, resolve=True))

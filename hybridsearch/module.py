@@ -9,10 +9,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from hybridsearch.layout import StudyLayout
 from hybridsearch.search_space import build_model
+from hybridsearch.tasks import Task, task_named
 
 
 class HybridModule(L.LightningModule):
@@ -20,7 +21,7 @@ class HybridModule(L.LightningModule):
 
     Args:
         params: the trial's parameters (``topology`` plus hyperparameters).
-        task: 'classification', 'regression' or 'forecasting'.
+        task: 'classification', 'regression' or 'forecasting' (see :mod:`hybridsearch.tasks`).
         in_channels, n_outputs, seq_len: the data's dimensions.
         classes: original labels, index i being class i (classification).
         x_mean, x_std: per-channel input scaling fitted on the training split.
@@ -54,7 +55,7 @@ class HybridModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.task = task
+        self.task: Task = task_named(task)
         out = n_outputs if isinstance(n_outputs, int) else tuple(n_outputs)
         self.model = build_model(dict(params), in_channels=in_channels, n_outputs=out, seq_len=seq_len)
         self.classes = list(classes or [])
@@ -63,9 +64,9 @@ class HybridModule(L.LightningModule):
         self.register_buffer("x_mean", mean.view(1, -1, 1))
         self.register_buffer("x_std", std.view(1, -1, 1))
         # Target statistics: regression (1, targets); forecasting (1, target channels, 1).
-        shape = (1, -1) if task == "regression" else (1, -1, 1)
-        self.register_buffer("y_mean", torch.tensor(y_mean if y_mean is not None else [0.0]).view(*shape))
-        self.register_buffer("y_std", torch.tensor(y_std if y_std is not None else [1.0]).view(*shape))
+        view = self.task.target_view
+        self.register_buffer("y_mean", torch.tensor(y_mean if y_mean is not None else [0.0]).view(*view))
+        self.register_buffer("y_std", torch.tensor(y_std if y_std is not None else [1.0]).view(*view))
         self.register_buffer("targets", torch.tensor(list(targets or range(in_channels)), dtype=torch.long))
         self.seq_len = seq_len
 
@@ -77,19 +78,16 @@ class HybridModule(L.LightningModule):
         """
         if lengths is not None and bool((lengths >= x.shape[-1]).all()):
             lengths = None  # nothing padded: take the unmasked fast path
-        if self.task == "forecasting":
+        if self.task.windows:
             mu = x.mean(dim=-1, keepdim=True)  # (B, C, 1)
             sd = x.std(dim=-1, keepdim=True).clamp_min(1e-5) if x.shape[-1] > 1 else torch.ones_like(mu)
             out = self.model((x - mu) / sd, lengths)  # (B, targets, horizon)
             return out * sd[:, self.targets] + mu[:, self.targets]
         out = self.model((x - self.x_mean) / self.x_std, lengths)
-        return out * self.y_std + self.y_mean if self.task == "regression" else out
+        return out if self.task.classifies else out * self.y_std + self.y_mean  # (B, classes) or (B, targets)
 
     def _loss(self, out: Tensor, y: Tensor) -> Tensor:
-        if self.task == "classification":
-            return F.cross_entropy(out, y)
-        err = (out.reshape(y.shape) - y).reshape(len(y), *self.y_std.shape[1:-1], -1) / self.y_std
-        return err.pow(2).mean()  # MSE in units of each target's training spread
+        return self.task.loss(out, y, self.y_std)
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._seen = torch.zeros((), device=self.device), 0
@@ -109,14 +107,7 @@ class HybridModule(L.LightningModule):
 
     def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> None:
         x, lengths, y = batch
-        out = self(x, lengths)
-        metrics = {f"{prefix}_loss": self._loss(out, y)}
-        if self.task == "classification":
-            metrics[f"{prefix}_acc"] = (out.argmax(dim=-1) == y).float().mean()
-        else:
-            err = out.reshape(y.shape) - y
-            metrics[f"{prefix}_mae"] = err.abs().mean()
-            metrics[f"{prefix}_rmse"] = err.pow(2).mean().sqrt()
+        metrics = self.task.metrics(self(x, lengths), y, self.y_std, prefix)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(x))
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
@@ -128,8 +119,7 @@ class HybridModule(L.LightningModule):
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class probabilities (classification) or predicted values, for ``Trainer.predict``."""
         x, lengths = batch[0], batch[1] if len(batch) > 1 else None
-        out = self(x, lengths)
-        return out.softmax(dim=-1) if self.task == "classification" else out
+        return self.task.output(self(x, lengths))
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -167,15 +157,11 @@ class EnsembleModule(L.LightningModule):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Classification: the log of the members' mean class probabilities, so that, as for one
         model's logits, ``softmax`` gives probabilities; otherwise the mean prediction."""
-        outs = [m(x, lengths) for m in self.members]
-        if self.task == "classification":
-            return torch.stack([o.softmax(dim=-1) for o in outs]).mean(dim=0).log()
-        return torch.stack(outs).mean(dim=0)
+        return self.task.average([m(x, lengths) for m in self.members])
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths = batch[0], batch[1] if len(batch) > 1 else None
-        out = self(x, lengths)
-        return out.softmax(dim=-1) if self.task == "classification" else out
+        return self.task.output(self(x, lengths))
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Fine-tuning with ``Trainer.fit``: every member learns from the batch on its own loss."""
@@ -211,7 +197,7 @@ def _predict(
         outs.append(module(x, lens).cpu())
     module.train(was_training)
     out = torch.cat(outs).numpy()
-    if module.task == "classification":
+    if module.task.classifies:
         return np.asarray(module.classes, dtype=object)[out.argmax(axis=-1)].astype(type(module.classes[0]))
     return out
 
@@ -232,12 +218,13 @@ def load_best(
         >>> model.predict(X)  # labels in the original label space  # doctest: +SKIP
     """
     path = Path(path)
-    members = sorted((path / "ensemble").glob("*.ckpt")) if path.is_dir() and ensemble is not False else []
+    layout = StudyLayout.at(path)
+    members = sorted(layout.ensemble.glob("*.ckpt")) if path.is_dir() and ensemble is not False else []
     if ensemble and not members:
-        raise FileNotFoundError(f"{path / 'ensemble'}: no ensemble here; is study.ensemble 2 or more?")
+        raise FileNotFoundError(f"{layout.ensemble}: no ensemble here; is study.ensemble 2 or more?")
     if members:
         return EnsembleModule([load_best(m, map_location) for m in members]).eval()
-    ckpt = path / "best.ckpt" if path.is_dir() else path
+    ckpt = layout.best_checkpoint if path.is_dir() else path
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no best model here; has the study completed a trial?")
     module = HybridModule.load_from_checkpoint(ckpt, map_location=map_location)

@@ -1,4 +1,4 @@
-"""One trial: sample -> build -> train with pruning -> keep the best epoch -> report."""
+"""One trial: sample -> build -> train each fold with pruning -> keep the best epoch -> score and record."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ from hydra.utils import instantiate
 from optuna_integration import PyTorchLightningPruningCallback
 
 from hybridsearch.data import TaskData
+from hybridsearch.errors import one_line
+from hybridsearch.layout import StudyLayout
 from hybridsearch.module import HybridModule
+from hybridsearch.ranking import RankKey, complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
 from hybridsearch.tracking import Tracker
 
 
 class BestEpoch(L.Callback):
-    """Keeps, in memory, the weights of the epoch with the best monitored metric (ties: lower val_loss)."""
+    """Keeps, in memory, the weights of the best epoch by :mod:`hybridsearch.ranking`'s rule."""
 
     def __init__(self, monitor: str, direction: str) -> None:
-        self.monitor, self.sign = monitor, 1.0 if direction == "maximize" else -1.0
-        self.key: tuple[float, float] | None = None
+        self.monitor, self.signs = monitor, signs([direction])
+        self.key: RankKey | None = None
         self.value: float | None = None
         self.epoch = -1
         self.loss = math.inf
@@ -38,23 +41,13 @@ class BestEpoch(L.Callback):
             return
         value = float(trainer.callback_metrics[self.monitor])
         loss = float(trainer.callback_metrics.get("val_loss", math.inf))
-        key = (self.sign * value, -loss)
-        if math.isfinite(value) and (self.key is None or key > self.key):
+        key = rank_key((value,), self.signs, loss, trainer.current_epoch)
+        if math.isfinite(value) and (self.key is None or key < self.key):
             self.key, self.value, self.epoch, self.loss = key, value, trainer.current_epoch, loss
             self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
 
-def primary(trial: optuna.trial.FrozenTrial) -> float | None:
-    """A finished trial's first objective, the validation metric (single or multi-objective)."""
-    return trial.values[0] if trial.values else None
-
-
 EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
-
-
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}"[:1000]
 
 
 class Objective:
@@ -66,14 +59,15 @@ class Objective:
         trainer_cfg: keyword arguments of ``lightning.Trainer`` (with ``_target_``).
         callbacks_cfg: extra Lightning callbacks by name (with ``_target_``), built fresh each trial.
         metric, direction: what to optimise, e.g. ``val_acc`` / ``maximize``.
-        study_dir: where the best trial's checkpoint is written.
+        layout: the study's files; kept trials' checkpoints go to its ``trials/``.
         tracker: MLflow bookkeeping, or None.
         seed: base seed; trial ``n`` uses ``seed + n``.
         invocation: id of the command running this trial, recorded on the trial.
         cv_folds: with k > 1, each trial trains k models, one per fold of training plus validation
             data, and scores the mean of their validation metrics (the first fold is reported
             each epoch, for pruning): steadier than one small validation split.
-        keep: checkpoints are kept for trials that rank in the study's top ``keep`` when they finish.
+        keep: checkpoints are kept for trials that rank in the study's top ``keep`` when they finish
+            (the rule of :mod:`hybridsearch.ranking`).
         objectives: further objectives, minimised after the metric (multi-objective search):
             ``n_params``, ``latency_ms`` (milliseconds per series, predicting the validation set).
             Optuna cannot prune multi-objective trials, so none are pruned.
@@ -88,7 +82,7 @@ class Objective:
         callbacks_cfg: Mapping[str, Any],
         metric: str,
         direction: str,
-        study_dir: Path,
+        layout: StudyLayout,
         tracker: Tracker | None = None,
         seed: int | None = 0,
         invocation: str = "",
@@ -98,22 +92,18 @@ class Objective:
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
-        self.study_dir, self.tracker, self.seed = study_dir, tracker, seed
+        self.layout, self.tracker, self.seed = layout, tracker, seed
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
         self.objectives = tuple(objectives)
 
-    def data_for(self, params: Mapping[str, Any]) -> TaskData:
-        """The trial's data: forecasting windows follow a searched ``lookback``."""
-        return self.data.with_lookback(params["lookback"]) if "lookback" in params else self.data
-
     def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
         """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
-        d = data or self.data_for(params)
+        d = data or self.data.for_trial(params)
         x_mean, x_std = d.scaling()
         y_mean, y_std = d.target_scaling()
         return HybridModule(
             dict(params),
-            task=d.task,
+            task=d.task.name,
             in_channels=d.in_channels,
             n_outputs=d.n_outputs,
             seq_len=d.seq_len,
@@ -138,7 +128,7 @@ class Objective:
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             trial.set_user_attr("invocation", self.invocation)
             params = sample(trial, self.space)
-            _, notes = model_arguments(params, self.data_for(params).seq_len)
+            _, notes = model_arguments(params, self.data.for_trial(params).seq_len)
             if notes:
                 trial.set_user_attr("adjustments", notes)
             trial.set_user_attr("topology", params["topology"])
@@ -196,7 +186,7 @@ class Objective:
 
     def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
         seed = None if self.seed is None else self.seed + trial.number
-        data = self.data_for(params)
+        data = self.data.for_trial(params)
         splits = data.folds(self.cv_folds, seed or 0) if self.cv_folds > 1 else [data]
         start = time.perf_counter()
         results = []
@@ -235,8 +225,8 @@ class Objective:
         if "latency_ms" in self.objectives:
             attrs["latency_ms"] = latency_ms(module, data)
             trial.set_user_attr("latency_ms", attrs["latency_ms"])
-        if self._is_best(trial, value):
-            path = self.study_dir / "trials" / f"trial-{trial.number}.ckpt"
+        if self._ranks_in_top_keep(trial, (value, *(float(attrs[name]) for name in self.objectives))):
+            path = self.layout.trial_checkpoint(trial.number)
             path.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(path, weights_only=True)
             trial.set_user_attr("checkpoint", str(path))
@@ -247,17 +237,17 @@ class Objective:
     def refit(self, params: Mapping[str, Any], epochs: int, path: Path) -> HybridModule:
         """The final model: ``params`` trained on training plus validation data for ``epochs`` epochs,
         saved to ``path``."""
-        data = self.data_for(params).merged()
+        data = self.data.for_trial(params).merged()
         module, trainer = self.fit(params, data, seed=self.seed, max_epochs=max(1, epochs), validate=False)
         trainer.save_checkpoint(path, weights_only=True)
         return module.eval()
 
-    def _is_best(self, trial: optuna.Trial, value: float) -> bool:
-        """Whether fewer than ``keep`` finished trials beat ``value``: its weights are worth keeping,
-        for the best model or the ensemble of the top ``keep``."""
-        sign = 1.0 if self.direction == "maximize" else -1.0
-        done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return sum(primary(t) is not None and sign * primary(t) > sign * value for t in done) < self.keep
+    def _ranks_in_top_keep(self, trial: optuna.Trial, values: tuple[float, ...]) -> bool:
+        """Whether the trial ranks among the study's top ``keep`` complete trials: its weights are
+        then worth keeping, for the best model or the ensemble."""
+        s = signs(trial.study.directions)
+        key = rank_key(values, s, trial.user_attrs.get("val_loss", math.inf), trial.number)
+        return ranks_within(key, (trial_key(t, s) for t in complete(trial.study)), self.keep)
 
 
 @torch.no_grad()

@@ -12,7 +12,6 @@ and layout come from the study's own data config; bad input ends with one line a
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,10 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from hybridsearch.data import DataError
 from hybridsearch.data.arrays import Series, handle_missing
 from hybridsearch.data.files import load_panel, load_series
+from hybridsearch.errors import DataError, command_line
+from hybridsearch.layout import StudyLayout
 from hybridsearch.module import HybridModule, load_best
 
 
@@ -41,13 +41,12 @@ def _panel(path: Path, data_cfg: dict) -> Series:
 
 def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:
     """Predictions for the series in ``path`` with the final model of the study in ``study_dir``."""
-    study_dir, path = Path(study_dir), Path(path)
-    config = study_dir / "config.yaml"
-    if not config.exists():
-        raise DataError(f"{study_dir}: not a study folder (no config.yaml)")
-    data_cfg = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
-    model = load_best(study_dir)
-    if model.task == "forecasting":
+    layout, path = StudyLayout.at(study_dir), Path(path)
+    if not layout.config.exists():
+        raise DataError(f"{layout.folder}: not a study folder (no config.yaml)")
+    data_cfg = OmegaConf.to_container(OmegaConf.load(layout.config).data, resolve=True)
+    model = load_best(layout.folder)
+    if model.task.windows:
         return _forecast(model, path, data_cfg)
     series = handle_missing(_panel(path, data_cfg), data_cfg.get("missing", "error"), source=str(path))
     channels = model.hparams.in_channels
@@ -62,7 +61,7 @@ def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:
     except ValueError as err:  # e.g. series longer than a model that reads a fixed length
         raise DataError(f"{path}: {err}") from None
     frame = pd.DataFrame({"prediction": list(predicted)})
-    if model.task == "classification":
+    if model.task.classifies:
         with torch.no_grad():
             probabilities = model(torch.from_numpy(X), torch.from_numpy(series.lengths)).softmax(-1).numpy()
         for i, label in enumerate(model.classes):
@@ -87,6 +86,7 @@ def _forecast(model: HybridModule, path: Path, data_cfg: dict) -> pd.DataFrame:
     )
 
 
+@command_line
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m hybridsearch.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("input", help="series to predict: .npz, .csv, .parquet or .ts")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
     args = parser.parse_args(argv)
-    try:
-        frame = predict_file(args.study_dir, args.input)
-    except (DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    frame = predict_file(args.study_dir, args.input)
     frame.to_csv(args.output, index=False)
     print(f"{len(frame)} prediction row(s) -> {args.output}")
 

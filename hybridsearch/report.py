@@ -1,4 +1,4 @@
-"""A study's report: a self-contained HTML page and PNG images.
+"""A study's report: a self-contained HTML page and PNG images, attached to MLflow and the dashboard.
 
     python -m hybridsearch.report studies/<name> [-o studies/<name>/report]
 
@@ -13,19 +13,25 @@ import argparse
 import base64
 import html
 import json
-import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from hybridsearch.config import data_config
 from hybridsearch.data import prepare
+from hybridsearch.errors import DataError, command_line
+from hybridsearch.layout import StudyLayout
 from hybridsearch.module import load_best
-from hybridsearch.objective import primary
+from hybridsearch.ranking import primary
+from hybridsearch.results import Summary
+
+if TYPE_CHECKING:
+    from hybridsearch.session import Session
 
 COLOURS = {
     "feature_extractor": "#4c72b0",
@@ -199,17 +205,16 @@ def _save(fig: Any, path: Path) -> Path:
 
 def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` and its PNG images for the study in ``study_dir``; return the HTML path."""
-    study_dir = Path(study_dir)
-    summary_path, config_path = study_dir / "summary.json", study_dir / "config.yaml"
-    if not summary_path.exists() or not config_path.exists():
-        raise FileNotFoundError(f"{study_dir}: not a study folder (no summary.json and config.yaml)")
-    summary = json.loads(summary_path.read_text())
-    cfg = OmegaConf.load(config_path)
-    out = Path(out) if out else study_dir / "report"
+    layout = StudyLayout.at(study_dir)
+    if not layout.summary.exists() or not layout.config.exists():
+        raise DataError(f"{layout.folder}: not a study folder (no summary.json and config.yaml)")
+    summary = Summary.load(layout.summary)
+    cfg = OmegaConf.load(layout.config)
+    out = Path(out) if out else layout.report
     out.mkdir(parents=True, exist_ok=True)
-    study = optuna.load_study(study_name=summary["study"], storage=summary["storage"])
+    study = optuna.load_study(study_name=summary.study, storage=summary.storage)
     trials = study.get_trials(deepcopy=False)
-    metric, maximize = summary["metric"], summary["direction"] == "maximize"
+    metric, maximize = summary.metric, summary.direction == "maximize"
     images = [
         history(trials, metric, maximize, out / "history.png"),
         importances(study, out / "importances.png"),
@@ -218,15 +223,11 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     ]
     if len(study.directions) > 1:
         images.append(pareto(study, study.metric_names or [metric, "objective 2"], out / "pareto.png"))
-    if summary.get("best_params"):
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-        data_cfg.pop("cv_folds", None)
-        data = prepare(**data_cfg, seed=cfg.study.seed or 0)
-        params = summary["best_params"]
-        data = data.with_lookback(params["lookback"]) if "lookback" in params else data
-        model = load_best(study_dir)
+    if summary.best_params:
+        data = prepare(data_config(cfg.data), seed=cfg.study.seed or 0).for_trial(summary.best_params)
+        model = load_best(layout.folder)
         predicted = model.predict(data.test.X, data.test.lengths)
-        if data.task == "classification":
+        if data.task.classifies:
             truth = np.asarray(data.classes, dtype=object)[data.test.y].astype(predicted.dtype)
             images.append(confusion(data.classes, truth, predicted, out / "confusion.png"))
         elif data.forecast is not None:
@@ -237,22 +238,35 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     return page
 
 
-def _html(summary: dict, images: list[Path]) -> str:
+def attach_report(session: Session) -> Path:
+    """Write the study's report; attach its images to the MLflow parent run and the dashboard."""
+    layout = session.layout
+    page = write_report(layout.folder)
+    if session.tracker.parent_run_id:
+        session.tracker.log_folder(session.tracker.parent_run_id, page.parent, "report")
+    layout.dashboard_artifacts.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(layout.dashboard_artifacts))
+    for image in sorted(page.parent.glob("*.png")):
+        optuna.artifacts.upload_artifact(
+            artifact_store=store, file_path=str(image), study_or_trial=session.study, mimetype="image/png"
+        )
+    return page
+
+
+def _html(summary: Summary, images: list[Path]) -> str:
     def cell(value: Any) -> str:
         return html.escape(f"{value:.4g}" if isinstance(value, float) else str(value))
 
     rows = [
-        ("study", summary["study"]),
-        ("data", summary.get("data", "")),
-        ("metric", summary["metric"]),
-        ("best trial", summary["best_trial"]),
-        ("best validation value", summary["best_value"]),
-        ("test", json.dumps(summary.get("test_metrics"))),
-        ("trials", json.dumps(summary["trials"])),
+        ("study", summary.study),
+        ("data", summary.data),
+        ("metric", summary.metric),
+        ("best trial", summary.best_trial),
+        ("best validation value", summary.best_value),
+        ("test", json.dumps(summary.test_metrics)),
+        ("trials", json.dumps(summary.trials)),
     ]
-    params = "".join(
-        f"<tr><td>{cell(k)}</td><td>{cell(v)}</td></tr>" for k, v in (summary["best_params"] or {}).items()
-    )
+    params = "".join(f"<tr><td>{cell(k)}</td><td>{cell(v)}</td></tr>" for k, v in (summary.best_params or {}).items())
     figures = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         f"<figcaption>{p.stem}</figcaption></figure>"
@@ -260,11 +274,11 @@ def _html(summary: dict, images: list[Path]) -> str:
     )
     table = "".join(f"<tr><th>{cell(k)}</th><td>{cell(v)}</td></tr>" for k, v in rows)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hybridsearch: {html.escape(summary["study"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>hybridsearch: {html.escape(summary.study)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
 figure{{display:inline-block;margin:8px}}img{{max-width:460px}}</style></head>
-<body><h1>Study {html.escape(summary["study"])}</h1><table>{table}</table>
+<body><h1>Study {html.escape(summary.study)}</h1><table>{table}</table>
 <h2>Best architecture</h2><table>{params}</table><h2>Plots</h2>{figures}
 <script>/* for automated checks: how many plots the browser decoded */
 addEventListener("load", () => {{ document.body.dataset.imagesLoaded =
@@ -273,6 +287,7 @@ addEventListener("load", () => {{ document.body.dataset.imagesLoaded =
 """
 
 
+@command_line
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m hybridsearch.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -280,12 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("study_dir", help="a study folder, studies/<name>")
     parser.add_argument("-o", "--out", help="folder for report.html and the images (default: <study_dir>/report)")
     args = parser.parse_args(argv)
-    try:
-        page = write_report(args.study_dir, args.out)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(page)
+    print(write_report(args.study_dir, args.out))
 
 
 if __name__ == "__main__":

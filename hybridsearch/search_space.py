@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import nn
 
+from hybridsearch.errors import SpaceError
 from hybridsearch.models import TOPOLOGIES
 
 TYPES = ("categorical", "int", "float")
@@ -37,10 +38,6 @@ SECTIONS = {"training": TRAINING_KEYS, "data": DATA_KEYS}
 SPEC_KEYS = {"type", "choices", "low", "high", "log", "step", "topologies", "when", "per_layer"}
 # Arguments that the space never sets directly: the data decides them, or resolve() derives them.
 DERIVED = {"in_channels", "n_outputs", "seq_len", "pool_layers"}
-
-
-class SpaceError(ValueError):
-    """A malformed search space; the message is one line that names the key."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +125,7 @@ def _parse_param(key: str, name: str, spec: Any, topologies: tuple[str, ...]) ->
         if not param.choices:
             raise SpaceError(f"{where}.choices: a categorical parameter needs a non-empty list of choices")
         return param
+    spec = {k: v for k, v in spec.items() if v is not None}  # the config schema fills absent keys with None
     try:
         low, high = float(spec["low"]), float(spec["high"])
         step = None if spec.get("step") is None else float(spec["step"])

@@ -10,15 +10,9 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+from hybridsearch.errors import StorageError, first_line
 
-def first_line(err: BaseException) -> str:
-    """An exception's first line, for one-line error messages."""
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
-
-
-class StorageError(RuntimeError):
-    """The Optuna storage cannot be opened; one line naming the URL."""
+MAX_RETRY = 2  # times a trial whose worker was lost is queued again
 
 
 def open_storage(url: str, heartbeat_s: int = 20, grace_s: int = 60) -> RDBStorage:
@@ -41,7 +35,7 @@ def open_storage(url: str, heartbeat_s: int = 20, grace_s: int = 60) -> RDBStora
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,
                 grace_period=grace_s,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
             break
         except Exception as err:

@@ -14,12 +14,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from hybridsearch.errors import TrackingError, first_line
+
 # MLflow run status for each final Optuna trial state.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-
-
-class TrackingError(RuntimeError):
-    """The tracking server or database cannot be used; one line naming the URI."""
 
 
 def _is_remote(uri: str) -> bool:
@@ -63,8 +61,7 @@ class Tracker:
         try:
             self.experiment_id = self._experiment(experiment, _artifact_uri(artifact_location, uri))
         except Exception as err:  # MLflow raises many kinds; all mean the same to a user
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TrackingError(f"tracking.uri: cannot use MLflow at {uri}: {reason[:300]}") from None
+            raise TrackingError(f"tracking.uri: cannot use MLflow at {uri}: {first_line(err)}") from None
         self.parent_run_id: str | None = None
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:

@@ -4,8 +4,8 @@ Each worker is ``python -m hybridsearch.workers <config> <index> ...`` with ``CU
 set to its GPU. It loads the data once and runs trials until the command's workers have finished
 ``study.n_trials`` between them: a worker whose trial ends starts the next at once, no batches.
 Every running trial records its worker (host:pid); when a worker dies, the parent fails its trial
-and queues the same parameters again. Workers on other machines are covered by the storage's
-heartbeats instead.
+and queues the same parameters again, as the storage's heartbeat does for workers on other
+machines: one retry mark, Optuna's ``failed_trial`` system attribute.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ import time
 
 import optuna
 from omegaconf import OmegaConf
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hybridsearch.study import ConfigError, Progress, Session
+from hybridsearch.errors import ConfigError
+from hybridsearch.progress import Progress
+from hybridsearch.session import Session, open_session, quiet_libraries
+from hybridsearch.storage import MAX_RETRY
 
 
 def visible_gpus() -> list[int]:
@@ -59,7 +63,7 @@ def worker_id(pid: int | None = None) -> str:
 
 def launch(session: Session, devices: list[str | None], *, deadline: float | None, progress: Progress) -> None:
     """Start one worker process per device and wait for them, recovering the trials of any that die."""
-    config = session.study_dir / "worker-config.yaml"
+    config = session.layout.worker_config
     OmegaConf.save(session.cfg, config, resolve=True)
     cpu_workers = sum(d is None for d in devices)
     threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
@@ -108,7 +112,7 @@ def _watch(study: optuna.Study, procs: list[subprocess.Popen], progress: Progres
                 lost.add(p.pid)
                 n = recover(study, {worker_id(p.pid)})
                 how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit code {p.returncode}"
-                progress.bar.write(f"worker {worker_id(p.pid)} ended with {how}; {n} trial(s) queued again", sys.stderr)
+                progress.write(f"worker {worker_id(p.pid)} ended with {how}; {n} trial(s) queued again")
         if not alive:
             break
         time.sleep(1.0)
@@ -116,13 +120,15 @@ def _watch(study: optuna.Study, procs: list[subprocess.Popen], progress: Progres
 
 
 def recover(study: optuna.Study, workers: set[str]) -> int:
-    """Fail the running trials of workers that are gone and queue their parameters again."""
+    """Fail the running trials of workers that are gone and queue their parameters again, marked
+    as the heartbeat marks a stale trial's retry (``RetryHeartbeatStaleTrialCallback.retried_trial_number``)."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     n = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker") in workers:
-            study._storage.set_trial_user_attr(trial._trial_id, "lost_worker", trial.user_attrs["worker"])
-            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            failed = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if failed.state == TrialState.FAIL and "fail_reason" not in failed.user_attrs:
+                retry(study, failed)
                 n += 1
     return n
 
@@ -136,15 +142,14 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from hybridsearch.study import open_session
-
-    session = open_session(cfg, create=False)
-    session.tracker.parent_run_id = args["parent_run_id"]
-    session.invocation = args["invocation"]
-    try:
-        session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    with quiet_libraries():
+        session = open_session(cfg, create=False)
+        session.tracker.parent_run_id = args["parent_run_id"]
+        session.invocation = args["invocation"]
+        try:
+            session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

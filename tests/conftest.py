@@ -1,116 +1,33 @@
-import os
-import socket
+"""Fixtures: the shared tiny study, run once per session, and a private copy for tests that change it."""
+
+import shutil
 import subprocess
-import sys
-import time
-import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
-
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*number of training batches.*")
+from helpers import TINY, run_cli
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
-    torch.manual_seed(0)
-
-
-def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m hybridsearch *args`` in ``cwd``, as a user would run it."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "hybridsearch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
-    """The command line in the background, in its own process group (so a test can Ctrl-C it)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "hybridsearch", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-# A tiny study, run once per test session through the command line (twice: the second run resumes).
-TINY = [
-    "+study=timeseries",
-    "data.name=ItalyPowerDemand",
-    "trainer.max_epochs=3",
-    "study.n_trials=3",
-    "study.name=tiny",
-    "space.model.conv_channels.high=32",
-    "space.model.lstm_hidden.high=32",
-]
+    torch.manual_seed(0)  # models built in a test start from the same weights, whatever ran before
 
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The tiny study's folder and its two runs (the second resumes it). Read it, don't write to it:
+    tests that run commands in it take :func:`tiny_copy`."""
     cwd = tmp_path_factory.mktemp("cli")
     first = run_cli(cwd, *TINY)
     second = run_cli(cwd, *TINY, "study.n_trials=2")
     return cwd, first, second
 
 
-# CI sets this so that a missing server binary fails the run instead of skipping it.
-REQUIRED_SERVICES = os.environ.get("HYBRIDSEARCH_REQUIRE_SERVICES") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(cmd: list[str], url: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start a real server in the background and wait until ``url`` answers."""
-    log = (cwd / f"server-{free_port()}.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"{cmd[:4]} did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
-
-
-def start_mlflow_server(cwd: Path, backend_uri: str, *extra: str) -> tuple[subprocess.Popen, str]:
-    """A real ``mlflow server`` on a free loopback port; returns the process and its URL."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend_uri,
-        *extra,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    return serve(cmd, f"{url}/health", cwd), url
+@pytest.fixture
+def tiny_copy(tiny_study, tmp_path) -> Path:
+    """A private copy of the tiny study's folder (storage, tracking, checkpoints)."""
+    cwd, first, second = tiny_study
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr + second.stderr)[-3000:]
+    shutil.copytree(cwd, tmp_path / "cli", ignore=shutil.ignore_patterns("chrome", "server-*.log"))
+    return tmp_path / "cli"

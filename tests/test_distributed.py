@@ -10,8 +10,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REQUIRED_SERVICES as REQUIRED
-from conftest import free_port, start_cli, start_mlflow_server, stop
+from helpers import ITALY, free_port, start_cli, start_mlflow_server, stop
+from helpers import REQUIRED_SERVICES as REQUIRED
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -71,13 +71,10 @@ def mlflow_server(tmp_path_factory) -> str:
 
 def test_two_machines_join_one_study_on_postgresql_and_an_mlflow_server(tmp_path: Path, postgres, mlflow_server):
     args = [
-        "+study=timeseries",
-        "data.name=ItalyPowerDemand",
+        *ITALY,
         "study.name=shared",
         "trainer.max_epochs=3",
         "study.n_trials=3",
-        "space.model.conv_channels.high=32",
-        "space.model.lstm_hidden.high=32",
         f"study.storage={postgres}",
         f"tracking.uri={mlflow_server}",
     ]

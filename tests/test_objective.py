@@ -5,14 +5,18 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
+from helpers import load
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from hybridsearch.data import prepare
+from hybridsearch.errors import ConfigError
+from hybridsearch.layout import StudyLayout
 from hybridsearch.objective import Objective
+from hybridsearch.progress import Progress
 from hybridsearch.search_space import parse_space
-from hybridsearch.study import ConfigError, Progress, StopAt, _load_study, finished
+from hybridsearch.session import StopAt, _load_study, finished
 from hybridsearch.tracking import Tracker
 
 SPACE = parse_space(yaml.safe_load((Path(__file__).parents[1] / "conf" / "space" / "default.yaml").read_text()))
@@ -28,7 +32,7 @@ TRAINER = {
 
 @pytest.fixture(scope="module")
 def data():
-    return prepare("ItalyPowerDemand")
+    return load("ItalyPowerDemand")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def make_objective(data, tracker, tmp_path, **kwargs) -> Objective:
         callbacks_cfg={},
         metric="val_acc",
         direction="maximize",
-        study_dir=tmp_path,
+        layout=StudyLayout.of(tmp_path, "study"),
         tracker=tracker,
         **kwargs,
     )
@@ -182,7 +186,7 @@ def test_resuming_refuses_a_study_of_another_dataset(data, tmp_path):
     study.add_trial(optuna.trial.create_trial(value=0.5))
     again = _load_study(cfg, storage, data, "val_acc", "maximize")
     assert len(again.trials) == 1 and again.user_attrs["dataset"] == "ItalyPowerDemand"
-    other = prepare("GunPoint")
+    other = load("GunPoint")
     with pytest.raises(ConfigError, match="searched dataset=ItalyPowerDemand"):
         _load_study(cfg, storage, other, "val_acc", "maximize")
     with pytest.raises(ConfigError, match=r"study\.direction"):
@@ -276,25 +280,29 @@ def test_final_ensemble_takes_the_top_trials_whose_weights_were_kept(data, tmp_p
     from types import SimpleNamespace
 
     import lightning as L
+    import numpy as np
     import torch
 
     from hybridsearch.module import HybridModule
-    from hybridsearch.results import _ensemble
+    from hybridsearch.results._final import _ensemble
 
+    layout = StudyLayout.of(tmp_path, "study")
     params = {"topology": "fcn", "conv_layers": 1, "conv_channels_1": 8, "conv_kernel_1": 3}
     study = optuna.create_study(direction="maximize")
+    modules = {}
     # (value, weights kept): the best trial's checkpoint was never written (another machine, a
     # crash); the ensemble of 2 is then the next two that have one.
     for number, (value, kept) in enumerate([(0.9, True), (1.0, False), (0.95, True), (0.8, True)]):
         attrs = {"val_loss": 1.0 - value}
         if kept:
-            module = HybridModule(params, in_channels=1, n_outputs=2, seq_len=24, classes=data.classes)
-            path = tmp_path / "trials" / f"trial-{number}.ckpt"
-            path.parent.mkdir(exist_ok=True)
+            torch.manual_seed(number)
+            modules[number] = HybridModule(params, in_channels=1, n_outputs=2, seq_len=24, classes=data.classes)
+            path = layout.trial_checkpoint(number)
+            path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(
                 {
-                    "state_dict": module.state_dict(),
-                    "hyper_parameters": dict(module.hparams),
+                    "state_dict": modules[number].state_dict(),
+                    "hyper_parameters": dict(modules[number].hparams),
                     "pytorch-lightning_version": L.__version__,
                 },
                 path,
@@ -306,12 +314,51 @@ def test_final_ensemble_takes_the_top_trials_whose_weights_were_kept(data, tmp_p
             )
         )
     session = SimpleNamespace(
-        study=study, study_dir=tmp_path, tracker=None, cfg=OmegaConf.create({"study": {"ensemble": 2}})
+        study=study, layout=layout, tracker=None, cfg=OmegaConf.create({"study": {"ensemble": 2}})
     )
     result = _ensemble(session, data)
     assert result["trials"] == [2, 0]
-    assert sorted(p.name for p in (tmp_path / "ensemble").iterdir()) == ["trial-00000.ckpt", "trial-00002.ckpt"]
-    assert 0.0 <= result["test_metrics"]["accuracy"] <= 1.0
+    assert sorted(p.name for p in layout.ensemble.iterdir()) == ["trial-00000.ckpt", "trial-00002.ckpt"]
+    # Scored as the average of exactly those two members' probabilities.
+    x = torch.from_numpy(data.test.X)
+    with torch.no_grad():
+        mean = sum(modules[n].eval()(x).softmax(-1) for n in (0, 2)) / 2
+    expected = float(np.mean(mean.argmax(-1).numpy() == data.test.y))
+    assert result["test_metrics"]["accuracy"] == pytest.approx(expected)
+
+
+def test_one_rule_ranks_trials_and_epochs_and_picks_the_weights_to_keep(data, tracker, tmp_path, monkeypatch):
+    """Equal accuracies (common on small validation sets) are ordered by validation loss, the same
+    way by the ranking, the checkpoint keeper and the best epoch."""
+    from hybridsearch.objective import BestEpoch
+    from hybridsearch.ranking import best_trial, ranked
+
+    outcomes = iter([(0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.4)])  # (accuracy, val_loss)
+
+    def fake_train(self, trial, params, run_id):
+        value, loss = next(outcomes)
+        trial.set_user_attr("val_loss", loss)
+        if self._ranks_in_top_keep(trial, (value,)):
+            trial.set_user_attr("checkpoint", f"trial-{trial.number}")
+        return value, {}
+
+    monkeypatch.setattr(Objective, "_train", fake_train)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(data, tracker, tmp_path, keep=2), n_trials=4)
+    assert [t.number for t in ranked(study)] == [1, 3, 0, 2]
+    assert best_trial(study).number == 1
+    # Kept when they finished in the top 2: #0 (first), #1 (ahead of #0), not #2, #3 (ahead of #0).
+    assert [t.number for t in study.trials if "checkpoint" in t.user_attrs] == [0, 1, 3]
+
+    class Trainer:  # what BestEpoch reads of a trainer
+        sanity_checking = False
+
+    best, module = BestEpoch("val_acc", "maximize"), torch.nn.Linear(1, 1)
+    for epoch, (acc, loss) in enumerate([(0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.3)]):
+        trainer = Trainer()
+        trainer.current_epoch, trainer.callback_metrics = epoch, {"val_acc": acc, "val_loss": loss}
+        best.on_validation_end(trainer, module)
+    assert best.epoch == 1  # the earlier of two equal epochs
 
 
 def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
@@ -319,14 +366,13 @@ def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
 
     import numpy as np
 
-    from hybridsearch.data import prepare
-    from hybridsearch.study import ConfigError, resolve_cv_folds
+    from hybridsearch.session import resolve_cv_folds
 
-    small = prepare("GunPoint")  # 50 labelled series
+    small = load("GunPoint")  # 50 labelled series
     large = replace(small, train=small.train.take(np.arange(600) % len(small.train)))
     assert resolve_cv_folds("auto", small) == 5
     assert resolve_cv_folds("auto", large) == 1
-    assert resolve_cv_folds("auto", prepare("airline", task="forecasting")) == 1
+    assert resolve_cv_folds("auto", load("airline", task="forecasting")) == 1
     assert resolve_cv_folds(3, small) == 3
     for bad in (0, "5", 2.5, True):
         with pytest.raises(ConfigError, match=r"data\.cv_folds"):

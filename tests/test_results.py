@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REQUIRED_SERVICES as REQUIRED
-from conftest import free_port, serve, start_mlflow_server, stop
+from helpers import REQUIRED_SERVICES as REQUIRED
+from helpers import TINY, free_port, one_error_line, run_cli, serve, start_mlflow_server, stop
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,8 @@ def get_json(url: str, data: dict | None = None, timeout: float = 30) -> dict:
         return json.loads(response.read())
 
 
-def test_report_renders_its_plots_in_headless_chromium(tiny_study) -> None:
-    cwd, first, _ = tiny_study
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_report_renders_its_plots_in_headless_chromium(tiny_copy) -> None:
+    cwd = tiny_copy
     report = cwd / "studies" / "tiny" / "report"
     images = {p.name for p in report.glob("*.png")}
     assert {"history.png", "topologies.png", "size.png", "confusion.png"} <= images
@@ -136,9 +135,8 @@ print("same")
     assert result.returncode == 0 and "same" in result.stdout, result.stderr[-3000:]
 
 
-def test_predict_command_reads_the_training_formats_and_refuses_bad_input(tiny_study) -> None:
-    cwd, first, _ = tiny_study
-    assert first.returncode == 0
+def test_predict_command_reads_the_training_formats_and_refuses_bad_input(tiny_copy) -> None:
+    cwd = tiny_copy
     from aeon.datasets import load_classification
 
     X, _ = load_classification("ItalyPowerDemand", split="test")
@@ -156,13 +154,10 @@ def test_predict_command_reads_the_training_formats_and_refuses_bad_input(tiny_s
     np.savez(cwd / "wrong.npz", X=np.zeros((3, 2, 24)))
     for bad, named in [("missing.csv", "missing.csv: no such file"), ("wrong.npz", "2 channels but the model reads 1")]:
         result = subprocess.run([*run, bad], cwd=cwd, capture_output=True, text=True, timeout=300)
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
+        assert result.returncode == 2 and named in one_error_line(result)
 
 
 def test_multi_objective_study_saves_and_plots_its_pareto_front(tmp_path: Path) -> None:
-    from conftest import TINY, run_cli
-
     result = run_cli(tmp_path, *TINY, "study.name=pareto", "study.n_trials=6", "study.objectives=[n_params]")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "studies" / "pareto" / "summary.json").read_text())

@@ -94,7 +94,6 @@ def test_build_model_from_dict_fixed_trial_and_frozen_trial(space_dict: dict) ->
         fixed = optuna.trial.FixedTrial(frozen.params)
         sample(fixed, space)
         models = [build_model(src, in_channels=2, n_outputs=3, seq_len=60) for src in (frozen.params, fixed, frozen)]
-        torch.manual_seed(0)
         outs = []
         for m in models:
             m.load_state_dict(models[0].state_dict())
@@ -189,7 +188,8 @@ def test_overrides_from_the_command_line_restrict_topologies_and_change_ranges()
 def test_enqueued_designs_outside_a_narrowed_space_are_skipped() -> None:
     from omegaconf import OmegaConf
 
-    from hybridsearch.study import ConfigError, _check_enqueue
+    from hybridsearch.errors import ConfigError
+    from hybridsearch.session import _check_enqueue
 
     fcn = {
         "topology": "fcn",

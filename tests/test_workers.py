@@ -8,21 +8,17 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli, start_cli
+from helpers import ITALY, run_cli, start_cli
 from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from hybridsearch import workers
 from hybridsearch.workers import plan
 
 pytestmark = pytest.mark.slow
 
-QUICK = [
-    "+study=timeseries",
-    "data.name=ItalyPowerDemand",
-    "space.model.conv_channels.high=32",
-    "space.model.lstm_hidden.high=32",
-    "pruner=none",
-]
+QUICK = [*ITALY, "pruner=none"]
 
 
 def load(cwd: Path, name: str) -> optuna.Study:
@@ -51,8 +47,9 @@ def running_trial(cwd: Path, name: str):
     return next((t for t in trials if "topology" in t.user_attrs), None)
 
 
-def test_plan_assigns_workers_to_devices() -> None:
-    assert plan(None, None) == [None]  # no GPU here: one worker, in process
+def test_plan_assigns_workers_to_devices(monkeypatch) -> None:
+    monkeypatch.setattr(workers, "visible_gpus", lambda: [])  # a machine without a GPU, whatever this one has
+    assert plan(None, None) == [None]  # one worker, in process
     assert plan(3, None) == [None, None, None]
     with pytest.raises(ValueError, match=r"study\.n_workers"):
         plan(0, None)
@@ -71,8 +68,11 @@ def test_four_workers_share_sqlite_without_losing_or_duplicating_a_trial(tmp_pat
     assert states.count(TrialState.COMPLETE) >= 12
     numbers = [t.number for t in study.trials]
     assert numbers == list(range(len(numbers)))
-    workers = {t.user_attrs["worker"] for t in study.trials}
-    assert len(workers) == 4  # every worker pulled trials
+    # Four worker processes were started; each trial names the one that ran it (how many of the
+    # four got a trial depends on timing).
+    assert "4 workers on cpu, cpu, cpu, cpu" in result.stdout
+    ran = {t.user_attrs["worker"] for t in study.trials}
+    assert 1 <= len(ran) <= 4 and all(w.rsplit(":", 1)[1].isdigit() for w in ran)
     client = MlflowClient(f"sqlite:///{tmp_path}/studies/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("four").experiment_id], max_results=200)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -98,9 +98,12 @@ def test_a_killed_worker_process_has_its_trial_failed_and_run_again(tmp_path: Pa
     assert proc.returncode == 0, err[-3000:]
     study = load(tmp_path, "kill")
     killed = study.trials[victim.number]
-    assert killed.state == TrialState.FAIL and "lost_worker" in killed.user_attrs
-    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert killed.state == TrialState.FAIL and "fail_reason" not in killed.user_attrs
+    # Marked as the storage's heartbeat marks a retry, so one rule finds retries of either kind.
+    retry = [t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
+    summary = json.loads((tmp_path / "studies" / "kill" / "summary.json").read_text())
+    assert summary["failures"] == {"worker lost; queued again": 1}
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
     assert "queued again" in err
 

@@ -7,7 +7,7 @@ optionally ``test_path``); see :mod:`hybridsearch.data.files` for the layouts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -16,19 +16,20 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from hybridsearch.data.arrays import DataError, Series, channel_stats, handle_missing, stratified_split
+from hybridsearch.config import DataConfig
+from hybridsearch.data.arrays import Series, channel_stats, fill_gaps, handle_missing, stratified_split
 from hybridsearch.data.bundled import FORECAST_SERIES, bundled_names, load_bundled, load_bundled_series
 from hybridsearch.data.files import load_panel, load_series
 from hybridsearch.data.forecasting import ForecastSeries, forecast_metrics, split_points
-
-TASKS = ("classification", "regression", "forecasting")
+from hybridsearch.errors import DataError
+from hybridsearch.tasks import FORECASTING, TASKS, Task
 
 
 @dataclass
 class TaskData:
     """The three splits of one task, ready for training. Classification targets are class indices."""
 
-    task: str
+    task: Task
     name: str
     train: Series
     val: Series
@@ -46,7 +47,7 @@ class TaskData:
 
     @property
     def n_outputs(self) -> int | tuple[int, ...]:
-        if self.task == "classification":
+        if self.task.classifies:
             return len(self.classes)
         shape = self.train.y.shape[1:]
         return tuple(int(s) for s in shape) if len(shape) > 1 else int(shape[0]) if shape else 1
@@ -58,10 +59,11 @@ class TaskData:
 
     def target_scaling(self) -> tuple[list[float], list[float]] | tuple[None, None]:
         """Mean and std of each regression target / forecast channel, from the training split."""
-        if self.task == "classification":
+        if self.task.classifies:
             return None, None
-        y = self.train.y.reshape(len(self.train), -1) if self.task == "regression" else self.train.y
-        axes = (0,) if self.task == "regression" else (0, 2)
+        # forecasting y (n, targets, horizon): a statistic per target; regression y (n,) or (n, targets)
+        y = self.train.y if self.task.windows else self.train.y.reshape(len(self.train), -1)
+        axes = (0, 2) if self.task.windows else (0,)
         mean, std = y.mean(axis=axes), y.std(axis=axes)
         return mean.tolist(), np.where(std > 1e-8, std, 1.0).tolist()
 
@@ -70,6 +72,10 @@ class TaskData:
         if self.forecast is None or lookback == self.seq_len:
             return self
         return _windowed(self.forecast, lookback)
+
+    def for_trial(self, params: Mapping[str, Any]) -> TaskData:
+        """A trial's data: forecasting windows follow a searched ``lookback``."""
+        return self.with_lookback(int(params["lookback"])) if "lookback" in params else self
 
     def merged(self) -> TaskData:
         """Training and validation data as one training split (for the final refit)."""
@@ -84,9 +90,7 @@ class TaskData:
         rng = np.random.default_rng(seed)
         fold_of = np.empty(len(pool), dtype=np.int64)
         groups = (
-            [np.flatnonzero(pool.y == c) for c in np.unique(pool.y)]
-            if self.task == "classification"
-            else [np.arange(len(pool))]
+            [np.flatnonzero(pool.y == c) for c in np.unique(pool.y)] if self.task.classifies else [np.arange(len(pool))]
         )
         offset = 0
         for idx in groups:  # deal each class round-robin over the folds
@@ -100,7 +104,7 @@ class TaskData:
 
     def describe(self) -> str:
         sizes = f"{len(self.train)}/{len(self.val)}/{len(self.test)} train/val/test"
-        if self.task == "classification":
+        if self.task.classifies:
             kind = f"{len(self.classes)} classes"
         elif self.forecast is not None:
             kind = f"forecasting {self.forecast.horizon} steps of {len(self.forecast.targets)} channel(s)"
@@ -130,7 +134,7 @@ class TaskData:
     def test_metrics(self, predictions: np.ndarray) -> dict[str, float]:
         """Metrics of predictions on the test split (labels, values or forecasts in original units)."""
         y = self.test.y
-        if self.task == "classification":
+        if self.task.classifies:
             truth = np.asarray(self.classes, dtype=object)[y].astype(predictions.dtype)
             return {"accuracy": float((predictions == truth).mean())}
         if self.forecast is not None:
@@ -155,7 +159,7 @@ def _pad_to(series: Series, steps: int) -> Series:
 @cache
 def _windowed(forecast: ForecastSeries, lookback: int) -> TaskData:
     splits = {split: forecast.windows(lookback, split) for split in ("train", "val", "test")}
-    return TaskData("forecasting", forecast.name, forecast=forecast, **splits)
+    return TaskData(FORECASTING, forecast.name, forecast=forecast, **splits)
 
 
 def _encode(train: Series, test: Series, source: str) -> tuple[Series, Series, list[Any]]:
@@ -187,71 +191,57 @@ def _check_fraction(key: str, value: float) -> None:
         raise DataError(f"data.{key}: must be between 0 and 1, got {value}")
 
 
-def prepare(
-    name: str | None = "GunPoint",
-    *,
-    task: str = "classification",
-    path: str | None = None,
-    test_path: str | None = None,
-    layout: str = "wide",
-    label: str = "label",
-    id: str = "id",  # the config key users write
-    time: str | None = "time",
-    columns: Sequence[str] | None = None,
-    targets: Sequence[str | int] | None = None,
-    missing: str = "error",
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
-    lookback: int = 24,
-    horizon: int = 12,
-    season: int | None = None,
-    seed: int = 0,
-) -> TaskData:
-    """Load a dataset and split it; a given test split is held out untouched.
+def prepare(cfg: DataConfig | None = None, *, seed: int = 0) -> TaskData:
+    """Load the data that ``cfg`` (the ``data`` config) describes and split it; a given test split
+    is held out untouched. ``seed`` seeds the validation split, and the test split when none is given.
+
+    Example:
+        >>> data = prepare(DataConfig(name="ItalyPowerDemand"))
+        >>> data.describe()
+        'ItalyPowerDemand: 53/14/1029 train/val/test, 1 channel(s) x 24 steps, 2 classes'
 
     Raises:
         DataError: one line naming the dataset, file, column or value at fault.
     """
-    if task not in TASKS:
-        raise DataError(f"data.task: unknown task {task!r}; valid: {', '.join(TASKS)}")
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
-    if path is None and name is None:
+    cfg = cfg or DataConfig()
+    if cfg.task not in TASKS:
+        raise DataError(f"data.task: unknown task {cfg.task!r}; valid: {', '.join(TASKS)}")
+    task = TASKS[cfg.task]
+    _check_fraction("val_fraction", cfg.val_fraction)
+    _check_fraction("test_fraction", cfg.test_fraction)
+    if cfg.path is None and cfg.name is None:
         raise DataError("data: give data.name (a bundled dataset) or data.path (your file)")
-    if task == "forecasting":
-        return _prepare_forecast(
-            name, path, time, columns, targets, missing, val_fraction, test_fraction, lookback, horizon, season
-        )
-    source = path or name
-    if path is not None:
-        read = {"layout": layout, "label": label, "id_column": id, "time": time, "columns": columns}
-        train = load_panel(path, **read)
-        test = load_panel(test_path, **read) if test_path else None
+    if task.windows:
+        return _prepare_forecast(cfg)
+    source = str(cfg.path or cfg.name)
+    if cfg.path is not None:
+        read = {"layout": cfg.layout, "label": cfg.label, "id_column": cfg.id, "time": cfg.time, "columns": cfg.columns}
+        train = load_panel(cfg.path, **read)
+        test = load_panel(cfg.test_path, **read) if cfg.test_path else None
     else:
-        train, test = load_bundled(name, "train", task), load_bundled(name, "test", task)
-    train = handle_missing(train, missing, source=str(source))
+        train, test = load_bundled(cfg.name, "train", cfg.task), load_bundled(cfg.name, "test", cfg.task)
+    train = handle_missing(train, cfg.missing, source=source)
     if test is not None:
-        test = handle_missing(test, missing, source=str(test_path or name))
-    classify = task == "classification"
-    if task == "regression":
+        test = handle_missing(test, cfg.missing, source=str(cfg.test_path or cfg.name))
+    if not task.classifies:
         train = replace(train, y=_as_float(train.y, source))
-        test = test if test is None else replace(test, y=_as_float(test.y, test_path or name))
-    if classify and len(np.unique(train.y)) < 2:
+        test = test if test is None else replace(test, y=_as_float(test.y, cfg.test_path or cfg.name))
+    if task.classifies and len(np.unique(train.y)) < 2:
         raise DataError(f"{source}: a classifier needs two classes or more, found only {np.unique(train.y).tolist()}")
     if test is None:  # no test split given: hold one out, seeded
-        keep, held = _split(train.y, test_fraction, seed + 1, classify, "test", source)
+        keep, held = _split(train.y, cfg.test_fraction, seed + 1, task.classifies, "test", source)
         train, test = train.take(keep), train.take(held)
     if train.channels != test.channels:
         raise DataError(
-            f"{test_path or name}: test series have {test.channels} channels but training has {train.channels}"
+            f"{cfg.test_path or cfg.name}: test series have {test.channels} channels but training has {train.channels}"
         )
     steps = max(train.steps, test.steps)
     train, test = _pad_to(train, steps), _pad_to(test, steps)
     classes: list[Any] = []
-    if classify:
-        train, test, classes = _encode(train, test, str(source))
-    fit_idx, val_idx = _split(train.y, val_fraction, seed, classify, "validation", source)
-    return TaskData(task, str(name or path), train.take(fit_idx), train.take(val_idx), test, classes)
+    if task.classifies:
+        train, test, classes = _encode(train, test, source)
+    fit_idx, val_idx = _split(train.y, cfg.val_fraction, seed, task.classifies, "validation", source)
+    return TaskData(task, source, train.take(fit_idx), train.take(val_idx), test, classes)
 
 
 def _as_float(y: np.ndarray, source: Any) -> np.ndarray:
@@ -261,46 +251,43 @@ def _as_float(y: np.ndarray, source: Any) -> np.ndarray:
         raise DataError(f"{source}: regression targets must be numbers, got e.g. {y[:3].tolist()}") from None
 
 
-def _prepare_forecast(
-    name, path, time, columns, targets, missing, val_fraction, test_fraction, lookback, horizon, season
-) -> TaskData:
+def _prepare_forecast(cfg: DataConfig) -> TaskData:
+    lookback, horizon = cfg.lookback, cfg.horizon
     if lookback < 1 or horizon < 1:
         raise DataError(f"data.lookback and data.horizon: must be 1 or more, got {lookback} and {horizon}")
-    if path is not None:
-        values, default_season, label = load_series(path, time=time, columns=columns), 1, str(path)
+    if cfg.path is not None:
+        values, default_season, label = load_series(cfg.path, time=cfg.time, columns=cfg.columns), 1, str(cfg.path)
     else:
-        values, default_season = load_bundled_series(name)
-        label = name
+        values, default_season = load_bundled_series(cfg.name)
+        label = cfg.name
     if not np.isfinite(values).all():
-        if missing == "error":
+        if cfg.missing == "error":
             raise DataError(f"{label}: the series holds NaN or infinite values; set data.missing=fill")
-        from hybridsearch.data.arrays import fill_gaps
-
         values = fill_gaps(np.where(np.isfinite(values), values, np.nan))
-    channel_names = list(columns) if columns else list(range(values.shape[0]))
+    channel_names = list(cfg.columns) if cfg.columns else list(range(values.shape[0]))
     target_idx = list(range(values.shape[0]))
-    if targets:
+    if cfg.targets:
         lookup = {str(c): i for i, c in enumerate(channel_names)}
-        missing_targets = [t for t in targets if str(t) not in lookup]
+        missing_targets = [t for t in cfg.targets if str(t) not in lookup]
         if missing_targets:
             raise DataError(f"data.targets: {missing_targets} are not channels of {label}; channels: {channel_names}")
-        target_idx = [lookup[str(t)] for t in targets]
+        target_idx = [lookup[str(t)] for t in cfg.targets]
     n_steps = values.shape[1]
-    train_end, val_end = split_points(n_steps, val_fraction, test_fraction, horizon)
+    train_end, val_end = split_points(n_steps, cfg.val_fraction, cfg.test_fraction, horizon)
     if train_end < lookback + horizon:
         raise DataError(
             f"{label}: {n_steps} steps are too few for lookback {lookback} + horizon {horizon} in the training part "
             f"({train_end} steps after validation and test); lower data.lookback or data.horizon"
         )
     forecast = ForecastSeries(
-        str(label), values.astype(np.float32), target_idx, horizon, season or default_season, train_end, val_end
+        str(label), values.astype(np.float32), target_idx, horizon, cfg.season or default_season, train_end, val_end
     )
     return _windowed(forecast, lookback)
 
 
 def bundled(task: str) -> tuple[str, ...]:
     """Names of the datasets aeon bundles for a task."""
-    return tuple(FORECAST_SERIES) if task == "forecasting" else bundled_names(task)
+    return tuple(FORECAST_SERIES) if TASKS[task].windows else bundled_names(task)
 
 
-__all__ = ["DataError", "Series", "TaskData", "bundled", "prepare"]
+__all__ = ["DataConfig", "DataError", "Series", "TaskData", "bundled", "prepare"]

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Unusable data; the message is one line naming the file, key or value."""
+from hybridsearch.errors import DataError
 
 
 @dataclass

@@ -3,8 +3,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load
 
-from hybridsearch.data import DataError, bundled, prepare
+from hybridsearch.data import DataError, bundled
 from hybridsearch.data.files import load_panel, load_series
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "data"
@@ -15,14 +16,14 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "data"
 
 @pytest.mark.parametrize("name", bundled("classification"))
 def test_every_bundled_classification_dataset_loads_offline(name: str) -> None:
-    data = prepare(name)
+    data = load(name)
     assert len(data.classes) >= 2
     assert len(data.train) and len(data.val) and len(data.test)
     assert data.train.X.shape[1:] == data.test.X.shape[1:]
 
 
 def test_unequal_lengths_are_padded_with_their_lengths_kept() -> None:
-    data = prepare("JapaneseVowels")
+    data = load("JapaneseVowels")
     assert data.in_channels == 12
     lengths = np.concatenate([data.train.lengths, data.val.lengths, data.test.lengths])
     assert lengths.min() < lengths.max() == data.seq_len
@@ -31,36 +32,36 @@ def test_unequal_lengths_are_padded_with_their_lengths_kept() -> None:
 
 
 def test_bundled_regression_and_forecasting() -> None:
-    covid = prepare("Covid3Month", task="regression")
+    covid = load("Covid3Month", task="regression")
     assert covid.train.y.dtype == np.float32 and covid.n_outputs == 1
-    airline = prepare("airline", task="forecasting", lookback=24, horizon=12)
+    airline = load("airline", task="forecasting", lookback=24, horizon=12)
     assert airline.train.X.shape[1:] == (1, 24) and airline.train.y.shape[1:] == (1, 12)
     assert airline.n_outputs == (1, 12)
-    assert prepare("uschange", task="forecasting", lookback=8, horizon=4).in_channels == 5
+    assert load("uschange", task="forecasting", lookback=8, horizon=4).in_channels == 5
 
 
 def test_unknown_name_lists_the_offline_names_at_once() -> None:
     with pytest.raises(DataError, match="offline names: ACSF1, ArrowHead, BasicMotions"):
-        prepare("Adiac")
+        load("Adiac")
     with pytest.raises(DataError, match="offline names: airline"):
-        prepare("sunspots", task="forecasting")
+        load("sunspots", task="forecasting")
 
 
 # Splits and scaling -------------------------------------------------------------------------
 
 
 def test_validation_split_is_stratified_and_seeded() -> None:
-    data = prepare("BasicMotions", seed=3)
+    data = load("BasicMotions", seed=3)
     assert sorted(np.unique(data.val.y).tolist()) == [0, 1, 2, 3]
     counts = np.bincount(data.val.y)
     assert counts.max() - counts.min() <= 1
-    again = prepare("BasicMotions", seed=3)
+    again = load("BasicMotions", seed=3)
     np.testing.assert_array_equal(data.val.X, again.val.X)
-    assert not np.array_equal(prepare("BasicMotions", seed=4).val.X, data.val.X)
+    assert not np.array_equal(load("BasicMotions", seed=4).val.X, data.val.X)
 
 
 def test_given_test_split_is_held_out_untouched() -> None:
-    data = prepare("ItalyPowerDemand")
+    data = load("ItalyPowerDemand")
     from aeon.datasets import load_classification
 
     X_test, y_test = load_classification("ItalyPowerDemand", split="test")
@@ -69,7 +70,7 @@ def test_given_test_split_is_held_out_untouched() -> None:
 
 
 def test_scaling_comes_from_the_training_split_only() -> None:
-    data = prepare("BasicMotions")  # raw accelerometer values, not z-normalised per series
+    data = load("BasicMotions")  # raw accelerometer values, not z-normalised per series
     mean, std = data.scaling()
     np.testing.assert_allclose(mean, data.train.X.mean(axis=(0, 2)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(std, data.train.X.std(axis=(0, 2)), rtol=1e-4)
@@ -79,7 +80,7 @@ def test_scaling_comes_from_the_training_split_only() -> None:
 
 
 def test_forecasting_windows_are_chronological_and_never_leak() -> None:
-    data = prepare("airline", task="forecasting", lookback=12, horizon=6)
+    data = load("airline", task="forecasting", lookback=12, horizon=6)
     f = data.forecast
     values = f.values[0]
 
@@ -100,7 +101,7 @@ def test_forecasting_windows_are_chronological_and_never_leak() -> None:
 
 
 def test_seasonal_naive_baseline_repeats_last_season() -> None:
-    data = prepare("airline", task="forecasting", lookback=24, horizon=12, season=12)
+    data = load("airline", task="forecasting", lookback=24, horizon=12, season=12)
     naive = data.forecast.seasonal_naive(24)
     np.testing.assert_allclose(naive[:, 0, :], data.test.X[:, 0, -12:])  # horizon 12 = one season back
     metrics = data.baseline()
@@ -127,18 +128,18 @@ def test_every_file_format_gives_the_same_series() -> None:
 
 
 def test_a_user_file_gets_a_seeded_stratified_test_split_or_a_given_test_file(tmp_path: Path) -> None:
-    data = prepare(path=str(EXAMPLES / "gestures.npz"))
+    data = load(path=str(EXAMPLES / "gestures.npz"))
     assert len(data.train) + len(data.val) + len(data.test) == 48
     assert sorted(np.unique(data.test.y).tolist()) == [0, 1, 2]
     X, y = np.load(EXAMPLES / "gestures.npz")["X"], np.load(EXAMPLES / "gestures.npz")["y"]
     np.savez(tmp_path / "test.npz", X=X[:5], y=y[:5])
-    held = prepare(path=str(EXAMPLES / "gestures.npz"), test_path=str(tmp_path / "test.npz"))
+    held = load(path=str(EXAMPLES / "gestures.npz"), test_path=str(tmp_path / "test.npz"))
     np.testing.assert_allclose(held.test.X, X[:5])
     assert len(held.train) + len(held.val) == 48
 
 
 def test_forecasting_from_a_csv_with_a_time_column() -> None:
-    data = prepare(
+    data = load(
         path=str(EXAMPLES / "sales.csv"),
         task="forecasting",
         columns=["sales", "price"],
@@ -162,21 +163,21 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 def test_missing_file() -> None:
     with pytest.raises(DataError) as err:
-        prepare(path="nowhere/data.npz")
+        load(path="nowhere/data.npz")
     assert "nowhere/data.npz: no such file" in one_line(err)
 
 
 def test_unknown_or_unreadable_format(tmp_path: Path) -> None:
     (tmp_path / "data.xlsx").write_text("x")
     with pytest.raises(DataError, match=r"unknown format \.xlsx"):
-        prepare(path=str(tmp_path / "data.xlsx"))
+        load(path=str(tmp_path / "data.xlsx"))
     (tmp_path / "broken.npz").write_bytes(b"not a zip at all")
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "broken.npz"))
+        load(path=str(tmp_path / "broken.npz"))
     assert "broken.npz: not a readable .npz" in one_line(err)
     (tmp_path / "broken.parquet").write_text("label,t0\na,1\n")
     with pytest.raises(DataError, match="cannot read it as PARQUET"):
-        prepare(path=str(tmp_path / "broken.parquet"))
+        load(path=str(tmp_path / "broken.parquet"))
 
 
 def test_nan_values_fail_unless_dropped_or_filled(tmp_path: Path) -> None:
@@ -185,11 +186,11 @@ def test_nan_values_fail_unless_dropped_or_filled(tmp_path: Path) -> None:
     X[7, 0, 2] = np.inf
     np.savez(tmp_path / "nan.npz", X=X, y=y)
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "nan.npz"))
+        load(path=str(tmp_path / "nan.npz"))
     assert "2 series hold NaN or infinite values (first: row 3)" in one_line(err)
-    dropped = prepare(path=str(tmp_path / "nan.npz"), missing="drop")
+    dropped = load(path=str(tmp_path / "nan.npz"), missing="drop")
     assert len(dropped.train) + len(dropped.val) + len(dropped.test) == 46
-    filled = prepare(path=str(tmp_path / "nan.npz"), missing="fill")
+    filled = load(path=str(tmp_path / "nan.npz"), missing="fill")
     assert len(filled.train) + len(filled.val) + len(filled.test) == 48
     assert all(np.isfinite(s.X).all() for s in (filled.train, filled.val, filled.test))
 
@@ -199,20 +200,20 @@ def test_ragged_arrays_without_lengths(tmp_path: Path) -> None:
     ragged[0], ragged[1] = np.zeros((1, 5)), np.zeros((1, 7))
     np.savez(tmp_path / "ragged.npz", X=ragged, y=np.array([0, 1]))
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "ragged.npz"))
+        load(path=str(tmp_path / "ragged.npz"))
     assert "ragged" in one_line(err) and "'lengths'" in one_line(err)
 
 
 def test_missing_label_target_or_time_column(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
-        prepare(path=str(EXAMPLES / "wide.csv"), label="class")
+        load(path=str(EXAMPLES / "wide.csv"), label="class")
     assert "wide.csv: no label column 'class'" in one_line(err)
     with pytest.raises(DataError, match="no id / time column 'step'"):
-        prepare(path=str(EXAMPLES / "long.csv"), layout="long", time="step")
+        load(path=str(EXAMPLES / "long.csv"), layout="long", time="step")
     with pytest.raises(DataError, match=r"sales\.csv: no time column 'date'"):
-        prepare(path=str(EXAMPLES / "sales.csv"), task="forecasting", time="date")
+        load(path=str(EXAMPLES / "sales.csv"), task="forecasting", time="date")
     with pytest.raises(DataError, match=r"data\.targets: \['revenue'\]"):
-        prepare(
+        load(
             path=str(EXAMPLES / "sales.csv"),
             task="forecasting",
             columns=["sales"],
@@ -225,27 +226,27 @@ def test_missing_label_target_or_time_column(tmp_path: Path) -> None:
 def test_single_class(tmp_path: Path) -> None:
     np.savez(tmp_path / "one.npz", X=np.random.rand(20, 1, 10), y=np.array(["a"] * 20))
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "one.npz"))
+        load(path=str(tmp_path / "one.npz"))
     assert "two classes or more, found only ['a']" in one_line(err)
 
 
 def test_fewer_samples_than_the_splits_need(tmp_path: Path) -> None:
     np.savez(tmp_path / "tiny.npz", X=np.random.rand(3, 1, 10), y=np.array(["a", "b", "a"]))
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "tiny.npz"))
+        load(path=str(tmp_path / "tiny.npz"))
     assert "too few to split off" in one_line(err)
 
 
 def test_series_shorter_than_lookback_plus_horizon() -> None:
     with pytest.raises(DataError) as err:
-        prepare("airline", task="forecasting", lookback=80, horizon=12)
+        load("airline", task="forecasting", lookback=80, horizon=12)
     assert "airline: 144 steps are too few for lookback 80 + horizon 12" in one_line(err)
 
 
 def test_mismatched_channels_between_train_and_test(tmp_path: Path) -> None:
     np.savez(tmp_path / "test.npz", X=np.random.rand(6, 3, 32), y=np.array(["wave", "ramp", "bump"] * 2))
     with pytest.raises(DataError) as err:
-        prepare(path=str(EXAMPLES / "gestures.npz"), test_path=str(tmp_path / "test.npz"))
+        load(path=str(EXAMPLES / "gestures.npz"), test_path=str(tmp_path / "test.npz"))
     assert "test series have 3 channels but training has 2" in one_line(err)
 
 
@@ -255,12 +256,12 @@ def test_non_numeric_value_is_named(tmp_path: Path) -> None:
     frame.loc[4, "t7"] = "oops"
     frame.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError) as err:
-        prepare(path=str(tmp_path / "bad.csv"))
+        load(path=str(tmp_path / "bad.csv"))
     assert "column 't7' row 4 holds a non-number: 'oops'" in one_line(err)
 
 
 def test_folds_partition_training_and_validation_data_by_class() -> None:
-    data = prepare("BasicMotions")
+    data = load("BasicMotions")
     folds = data.folds(4, seed=0)
     pool = len(data.train) + len(data.val)
     assert [len(f.train) + len(f.val) for f in folds] == [pool] * 4
@@ -270,11 +271,11 @@ def test_folds_partition_training_and_validation_data_by_class() -> None:
         assert sorted(np.unique(f.val.y).tolist()) == [0, 1, 2, 3]  # stratified
         np.testing.assert_array_equal(f.test.X, data.test.X)  # the test split never moves
     with pytest.raises(DataError, match="cv_folds"):
-        prepare("airline", task="forecasting").folds(3, 0)
+        load("airline", task="forecasting").folds(3, 0)
 
 
 def test_merged_training_data_adds_validation_to_training() -> None:
-    data = prepare("GunPoint")
+    data = load("GunPoint")
     merged = data.merged()
     assert len(merged.train) == len(data.train) + len(data.val)
     np.testing.assert_array_equal(merged.test.X, data.test.X)

@@ -1,0 +1,292 @@
+"""One process's view of a study, checked and loaded once: settings, search space, data, storage,
+tracking, and the trial loop that stops at this command's ``study.n_trials``.
+
+:func:`open_session` checks everything a user can get wrong before any storage is touched, so
+bad input ends with one line and no study data written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from hybridsearch.config import data_config
+from hybridsearch.data import TaskData, prepare
+from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
+from hybridsearch.layout import StudyLayout
+from hybridsearch.objective import EXTRA_OBJECTIVES, Objective
+from hybridsearch.search_space import Space, parse_space, sample
+from hybridsearch.storage import CachedPruner, open_storage
+from hybridsearch.tasks import TASKS
+from hybridsearch.tracking import Tracker
+
+# Per-trial chatter that says nothing about the user's study: data in memory needs no loader
+# workers, tiny data has few batches, the refit has no validation loader, a torch deprecation inside Lightning.
+CHATTER = (
+    ".*does not have many workers.*",
+    ".*number of training batches.*",
+    ".*LeafSpec.*",
+    ".*no `val_dataloader`.*",
+)
+LOG_LEVELS = {
+    "lightning.pytorch": logging.WARNING,
+    "lightning.fabric": logging.WARNING,
+    "mlflow": logging.WARNING,
+    "alembic": logging.WARNING,
+    "mlflow.pytorch": logging.ERROR,  # its warning about pickle: we choose pickle
+    "mlflow.tracking._model_registry": logging.ERROR,  # "Successfully registered model", "Created version"
+    "optuna": logging.WARNING,
+}
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """One progress bar for the study: the libraries' per-trial chatter is dropped while a command
+    runs, warnings that matter are kept, and everything is as before afterwards."""
+    loggers = {name: logging.getLogger(name) for name in LOG_LEVELS}
+    before = {name: logger.level for name, logger in loggers.items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        for message in CHATTER:
+            warnings.filterwarnings("ignore", message=message)
+        for name, level in LOG_LEVELS.items():
+            loggers[name].setLevel(level)
+        try:
+            yield
+        finally:
+            for name, level in before.items():
+                loggers[name].setLevel(level)
+
+
+def _settings(cfg: DictConfig) -> tuple[str, str]:
+    """Check the study settings; return (metric, direction)."""
+    s = cfg.study
+    if s.n_trials is not None and s.n_trials < 0:
+        raise ConfigError(f"study.n_trials: must be 0 or more, got {s.n_trials}")
+    if s.timeout is not None and s.timeout <= 0:
+        raise ConfigError(f"study.timeout: must be a positive number of seconds or null, got {s.timeout}")
+    if not s.name or "/" in s.name:
+        raise ConfigError(f"study.name: must be a non-empty name without '/', got {s.name!r}")
+    if cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs: must be 1 or more, got {cfg.trainer.max_epochs}")
+    task = TASKS.get(cfg.data.task)
+    if task is None:
+        raise ConfigError(f"data.task: unknown task {cfg.data.task!r}; valid: {', '.join(TASKS)}")
+    metric, direction = task.metric, task.direction
+    metric = s.metric or metric
+    direction = s.direction or ("maximize" if metric.endswith(("acc", "r2")) else direction)
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError(f"study.direction: must be maximize or minimize, got {direction!r}")
+    for name in s.objectives:
+        if name not in EXTRA_OBJECTIVES:
+            raise ConfigError(f"study.objectives: unknown objective {name!r}; valid: {', '.join(EXTRA_OBJECTIVES)}")
+    return metric, direction
+
+
+def _instantiate(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except Exception as err:
+        raise ConfigError(f"{key}: cannot build {cfg[key].get('_target_')!r}: {first_line(err)}") from None
+
+
+def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
+    """The ``study.enqueue`` designs that this search space can hold.
+
+    A design for a topology outside the search, or with a value outside a narrowed range, is
+    skipped: it is a head start, not a requirement. One that lacks a parameter is an error.
+    """
+    trials = []
+    specs = {p.name: p for p in space.params}
+    for i, params in enumerate(OmegaConf.to_container(cfg.study.enqueue, resolve=True) or []):
+        if params.get("topology") not in space.topologies:
+            continue
+        try:
+            sampled = sample(optuna.trial.FixedTrial(params), space)
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"study.enqueue[{i}]: {first_line(err)}") from None
+        if all(
+            specs[name.rsplit("_", 1)[0] if name not in specs else name].contains(value)
+            for name, value in sampled.items()
+            if name != "topology"
+        ):
+            trials.append(params)
+    return trials
+
+
+def _check_data_space(space: Space, data: TaskData) -> None:
+    """A searched lookback needs a forecasting task, and every value of it must fit the series."""
+    for p in space.data:
+        if data.forecast is None:
+            raise SpaceError(f"space.data.{p.name}: only forecasting windows its data; remove it for {data.task}")
+        values = p.choices if p.type == "categorical" else (p.low, p.high)
+        for value in values:
+            try:
+                data.with_lookback(int(value))
+            except DataError as err:
+                raise SpaceError(f"space.data.{p.name}={value}: {err}") from None
+
+
+def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: str, direction: str) -> optuna.Study:
+    """Create the study, or resume it after checking that it searches the same task."""
+    name = cfg.study.name
+    identity = {"dataset": data.name, "task": data.task.name, "metric": metric}
+    objectives = list(cfg.study.get("objectives") or [])
+    directions = [direction] + ["minimize"] * len(objectives)
+    exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
+    if exists:
+        for key, value in identity.items():
+            stored = study.user_attrs.get(key)
+            if stored is not None and stored != value:
+                raise ConfigError(
+                    f"study.name={name}: this study searched {key}={stored}, not {value}; "
+                    "pick another study.name for a new search"
+                )
+        stored = [d.name.lower() for d in study.directions]
+        if stored[0] != direction:
+            raise ConfigError(f"study.direction: study {name!r} is {stored[0]}, not {direction}")
+        if len(stored) != len(directions) or study.metric_names not in (None, [metric, *objectives]):
+            raise ConfigError(
+                f"study.objectives: study {name!r} optimises {study.metric_names or [metric]}, not "
+                f"{[metric, *objectives]}; pick another study.name"
+            )
+    else:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("data", data.describe())
+        study.set_metric_names([metric, *objectives])
+    return study
+
+
+def finished(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
+    """Trials of one invocation that count towards its ``study.n_trials``: complete, pruned, or
+    failed by their own error. A trial failed because its worker died is retried, not counted.
+    """
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return sum(
+        t.user_attrs.get("invocation") == invocation
+        and (t.state in done or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs))
+        for t in trials
+    )
+
+
+class StopAt:
+    """Stops a worker once its invocation has finished ``n_trials``, whichever of its workers ran them.
+
+    Commands run on other machines against the same study add their own ``n_trials`` each.
+    """
+
+    def __init__(self, n_trials: int, invocation: str) -> None:
+        self.n_trials, self.invocation = n_trials, invocation
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if finished(study.get_trials(deepcopy=False), self.invocation) >= self.n_trials:
+            study.stop()
+
+
+@dataclass
+class Session:
+    """Everything one process needs to run trials of a study, loaded and checked once."""
+
+    cfg: DictConfig
+    space: Space
+    data: TaskData
+    metric: str
+    direction: str
+    study: optuna.Study
+    tracker: Tracker
+    enqueue: list[dict[str, Any]]
+    cv_folds: int = 1  # data.cv_folds, "auto" resolved for this data
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
+
+    @property
+    def layout(self) -> StudyLayout:
+        return StudyLayout.of(self.cfg.study.root, self.cfg.study.name)
+
+    def objective(self) -> Objective:
+        return Objective(
+            data=self.data,
+            space=self.space,
+            trainer_cfg=OmegaConf.to_container(self.cfg.trainer, resolve=True),
+            callbacks_cfg=OmegaConf.to_container(self.cfg.callbacks, resolve=True),
+            metric=self.metric,
+            direction=self.direction,
+            layout=self.layout,
+            tracker=self.tracker,
+            seed=self.cfg.study.seed,
+            invocation=self.invocation,
+            cv_folds=self.cv_folds,
+            keep=max(1, self.cfg.study.ensemble),
+            objectives=tuple(self.cfg.study.objectives),
+        )
+
+    def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
+        """Run trials in this process until this invocation has ``n_trials`` finished trials or time is up."""
+        cfg = self.cfg
+        n_before = len(self.study.trials)
+        seed = cfg.study.seed
+        seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
+        self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        stop = [StopAt(n_trials, self.invocation)] if n_trials is not None else []
+        if n_trials is not None and finished(self.study.trials, self.invocation) >= n_trials:
+            return
+        self.study.optimize(
+            self.objective(), timeout=timeout, callbacks=[*stop, *callbacks], catch=(Exception,), gc_after_trial=False
+        )
+
+
+def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
+    """Check everything a user can get wrong, then load the data and open storage and tracking.
+
+    Settings, search space, sampler, pruner and data are checked before the storage is touched.
+    ``create=False`` (a worker process) expects the study to exist.
+    """
+    metric, direction = _settings(cfg)
+    space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
+    enqueue = _check_enqueue(cfg, space)
+    pruner = _instantiate(cfg, "pruner")
+    _instantiate(cfg, "sampler")
+    data_cfg = data_config(cfg.data)
+    data = prepare(data_cfg, seed=cfg.study.seed or 0)
+    cv_folds = resolve_cv_folds(data_cfg.cv_folds, data)
+    _check_data_space(space, data)
+    storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
+    tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
+    if create:
+        study = _load_study(cfg, storage, data, metric, direction)
+    else:
+        study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    study.pruner = CachedPruner(pruner)
+    return Session(cfg, space, data, metric, direction, study, tracker, enqueue, cv_folds)
+
+
+AUTO_CV = (5, 500)  # data.cv_folds=auto: 5 folds below 500 labelled training series
+
+
+def resolve_cv_folds(setting: Any, data: TaskData) -> int:
+    """``data.cv_folds``: a number of folds, or ``auto``: 5-fold cross-validation when training plus
+    validation data hold fewer than 500 series (a 20% split would then validate on fewer than 100,
+    a score too noisy to rank trials by), else the one validation split. Forecasting validates on
+    the latest part of the series, so always on one split."""
+    if setting == "auto":
+        k, below = AUTO_CV
+        return k if data.forecast is None and len(data.train) + len(data.val) < below else 1
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"data.cv_folds: must be 'auto' or a whole number of 1 or more; got {setting!r}")
+    if setting > 1 and data.forecast is not None:
+        raise ConfigError(f"data.cv_folds: forecasting validates on its latest steps; use 1, not {setting}")
+    return setting
