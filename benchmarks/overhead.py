@@ -49,10 +49,10 @@ PARAMS = {
 
 
 def plain_loop(data_name: str, epochs: int) -> float:
-    from hybridsearch.data import prepare
+    from hybridsearch.data import DataConfig, prepare
     from hybridsearch.search_space import build_model
 
-    data = prepare(data_name)
+    data = prepare(DataConfig(name=data_name))
     mean, std = (torch.tensor(v).view(1, -1, 1) for v in data.scaling())
     torch.manual_seed(0)
     model = build_model(PARAMS, in_channels=data.in_channels, n_outputs=data.n_outputs, seq_len=data.seq_len)
