@@ -97,7 +97,7 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
         f"data.name={data_name}",
         "study.n_trials=1",
         "study.ensemble=1",  # no work after the trial that is not timed anyway
-        "study.refit=false",
+        "study.baseline=false",
         "study.report=false",
         f"trainer.max_epochs={epochs}",
         "pruner=percentile",

@@ -94,8 +94,12 @@ def study_run(
         return {
             "accuracy": s["test_metrics"]["accuracy"],  # the final model's
             "single_accuracy": (s.get("single_test_metrics") or s["test_metrics"])["accuracy"],
-            "search_accuracy": (s.get("search_test_metrics") or s["test_metrics"])["accuracy"],
             "best_value": s["best_value"],
+            "selection_score": s.get("selection_score"),
+            "minirocket_cv": ((s.get("baselines") or {}).get("minirocket") or {}).get("cv", {}).get("accuracy"),
+            "minirocket_test": ((s.get("baselines") or {}).get("minirocket") or {}).get("test", {}).get("accuracy"),
+            "ensemble_trials": (s.get("ensemble") or {}).get("trials"),
+            "ensemble_weights": (s.get("ensemble") or {}).get("weights"),
             "topology": s["best_params"]["topology"],
             "n_trials": s["n_trials"],
             "epochs_trained": s["epochs_trained"],

@@ -29,8 +29,10 @@ class StudyConfig:
     n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
-    refit: bool = True  # after the search, retrain the best on train + validation data: the best single model
-    ensemble: int = 10  # final model: the top k trials averaged; <2 (or multi-objective): the best single model
+    # final model: greedy selection on the out-of-fold predictions of the top k trials, each selected
+    # one refit on training + validation data; <2 (or multi-objective): the best trial, refit
+    ensemble: int = 10
+    baseline: bool = True  # score MiniRocket on the same folds and on test, beside the search
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

@@ -7,10 +7,10 @@ studies/                      study.root
     config.yaml               the composed config of the latest command (the report re-reads it)
     worker-config.yaml        the same, handed to worker processes
     summary.json              what the latest command found (:class:`hybridsearch.results.Summary`)
-    trials/trial-00012.ckpt   weights of the trials ranked in the top ``study.ensemble``
-    search.ckpt               the best trial's own weights
-    best.ckpt                 the best single model (refit on training + validation data)
-    ensemble/trial-00012.ckpt the final model's members, when it is an ensemble
+    trials/trial-00012.oof.npz   out-of-fold predictions of the trials ranked in the top ``study.ensemble``
+    best.ckpt                    the best trial, refit on training + validation data
+    ensemble/trial-00012.ckpt    the final model's members, refit the same way, when it is an ensemble
+    ensemble/weights.json        their weights, chosen on the out-of-fold predictions
     report/                   report.html and its PNG images
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def checkpoint_name(number: int) -> str:
-    """A trial's checkpoint file name, the same in ``trials/``, ``ensemble/`` and MLflow."""
+    """An ensemble member's checkpoint file name."""
     return f"trial-{number:05d}.ckpt"
 
 
@@ -62,12 +62,9 @@ class StudyLayout:
     def trials(self) -> Path:
         return self.folder / "trials"
 
-    def trial_checkpoint(self, number: int) -> Path:
-        return self.trials / checkpoint_name(number)
-
-    @property
-    def search_checkpoint(self) -> Path:
-        return self.folder / "search.ckpt"
+    def trial_oof(self, number: int) -> Path:
+        """A kept trial's out-of-fold predictions (:class:`hybridsearch.oof.OutOfFold`)."""
+        return self.trials / f"trial-{number:05d}.oof.npz"
 
     @property
     def best_checkpoint(self) -> Path:
@@ -76,6 +73,10 @@ class StudyLayout:
     @property
     def ensemble(self) -> Path:
         return self.folder / "ensemble"
+
+    @property
+    def ensemble_weights(self) -> Path:
+        return self.ensemble / "weights.json"
 
     @property
     def report(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,16 @@ class HybridModule(L.LightningModule):
             self.log("train_loss", self._loss_sum / self._seen, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> None:
+    def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> Tensor:
         x, lengths, y = batch
-        metrics = self.task.metrics(self(x, lengths), y, self.y_std, prefix)
+        out = self(x, lengths)
+        metrics = self.task.metrics(out, y, self.y_std, prefix)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(x))
+        return out.detach()
 
-    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Logs the batch's metrics; returns its raw outputs (for out-of-fold scoring)."""
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -133,17 +137,22 @@ class HybridModule(L.LightningModule):
 
 
 class EnsembleModule(L.LightningModule):
-    """The top trials of a study as one model: class probabilities (or values) averaged.
+    """Several trained models as one: class probabilities (or values) averaged with ``weights``
+    (equal when not given).
 
     Each member keeps its own scaling; all share the task and the labels. ``Trainer.predict``
     gives the averaged probabilities; ``Trainer.fit`` fine-tunes every member.
     """
 
-    def __init__(self, members: Sequence[HybridModule]) -> None:
+    def __init__(self, members: Sequence[HybridModule], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if weights is not None and (len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"an ensemble needs one non-negative weight per member, got {list(weights)}")
         self.members = torch.nn.ModuleList(members)
+        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
+        self.register_buffer("weights", w / w.sum())
         self.task = members[0].task
         self.classes = members[0].classes
         # What callers read off a single model: the data's shape and the task.
@@ -157,7 +166,7 @@ class EnsembleModule(L.LightningModule):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Classification: the log of the members' mean class probabilities, so that, as for one
         model's logits, ``softmax`` gives probabilities; otherwise the mean prediction."""
-        return self.task.average([m(x, lengths) for m in self.members])
+        return self.task.average([m(x, lengths) for m in self.members], self.weights)
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths = batch[0], batch[1] if len(batch) > 1 else None
@@ -223,7 +232,10 @@ def load_best(
     if ensemble and not members:
         raise FileNotFoundError(f"{layout.ensemble}: no ensemble here; is study.ensemble 2 or more?")
     if members:
-        return EnsembleModule([load_best(m, map_location) for m in members]).eval()
+        weights = json.loads(layout.ensemble_weights.read_text()) if layout.ensemble_weights.exists() else {}
+        return EnsembleModule(
+            [load_best(m, map_location) for m in members], [weights.get(m.name, 1.0) for m in members]
+        ).eval()
     ckpt = layout.best_checkpoint if path.is_dir() else path
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no best model here; has the study completed a trial?")

@@ -1,4 +1,4 @@
-"""One trial: sample -> build -> train each fold with pruning -> keep the best epoch -> score and record."""
+"""One trial: sample -> build -> train each fold with pruning -> score out-of-fold -> record."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import optuna
 import torch
 from hydra.utils import instantiate
@@ -20,31 +21,23 @@ from hybridsearch.data import TaskData
 from hybridsearch.errors import one_line
 from hybridsearch.layout import StudyLayout
 from hybridsearch.module import HybridModule
-from hybridsearch.ranking import RankKey, complete, rank_key, ranks_within, signs, trial_key
+from hybridsearch.oof import ValidationRecorder, trial_scores
+from hybridsearch.ranking import complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
 from hybridsearch.tracking import Tracker
 
 
-class BestEpoch(L.Callback):
-    """Keeps, in memory, the weights of the best epoch by :mod:`hybridsearch.ranking`'s rule."""
+class RecordDevice(L.Callback):
+    """Writes the device a trial's tensors sit on when its training starts, so that pruned and
+    failed trials say where they ran too."""
 
-    def __init__(self, monitor: str, direction: str) -> None:
-        self.monitor, self.signs = monitor, signs([direction])
-        self.key: RankKey | None = None
-        self.value: float | None = None
-        self.epoch = -1
-        self.loss = math.inf
-        self.state: dict[str, torch.Tensor] | None = None
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[self.monitor])
-        loss = float(trainer.callback_metrics.get("val_loss", math.inf))
-        key = rank_key((value,), self.signs, loss, trainer.current_epoch)
-        if math.isfinite(value) and (self.key is None or key < self.key):
-            self.key, self.value, self.epoch, self.loss = key, value, trainer.current_epoch, loss
-            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.trial.set_user_attr("device", str(pl_module.device))
+        if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the GPU this worker was pinned to
+            self.trial.set_user_attr("gpu", os.environ["CUDA_VISIBLE_DEVICES"])
 
 
 EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
@@ -61,13 +54,14 @@ class Objective:
         metric, direction: what to optimise, e.g. ``val_acc`` / ``maximize``.
         layout: the study's files; kept trials' checkpoints go to its ``trials/``.
         tracker: MLflow bookkeeping, or None.
-        seed: base seed; trial ``n`` uses ``seed + n``.
+        seed: base seed; trial ``n`` initialises its weights and shuffles its batches with ``seed + n``.
+        fold_seed: seeds the folds, the same for every trial of the study.
         invocation: id of the command running this trial, recorded on the trial.
         cv_folds: with k > 1, each trial trains k models, one per fold of training plus validation
-            data, and scores the mean of their validation metrics (the first fold is reported
-            each epoch, for pruning): steadier than one small validation split.
-        keep: checkpoints are kept for trials that rank in the study's top ``keep`` when they finish
-            (the rule of :mod:`hybridsearch.ranking`).
+            data, and is scored on their out-of-fold predictions at one shared epoch count (the
+            first fold is reported each epoch, for pruning): steadier than one small validation split.
+        keep: OOF predictions are kept for trials that rank in the study's top ``keep`` when they
+            finish (the rule of :mod:`hybridsearch.ranking`): the ensemble's candidates.
         objectives: further objectives, minimised after the metric (multi-objective search):
             ``n_params``, ``latency_ms`` (milliseconds per series, predicting the validation set).
             Optuna cannot prune multi-objective trials, so none are pruned.
@@ -85,6 +79,7 @@ class Objective:
         layout: StudyLayout,
         tracker: Tracker | None = None,
         seed: int | None = 0,
+        fold_seed: int = 0,
         invocation: str = "",
         cv_folds: int = 1,
         keep: int = 1,
@@ -92,7 +87,7 @@ class Objective:
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
-        self.layout, self.tracker, self.seed = layout, tracker, seed
+        self.layout, self.tracker, self.seed, self.fold_seed = layout, tracker, seed, fold_seed
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
         self.objectives = tuple(objectives)
 
@@ -164,14 +159,16 @@ class Objective:
         callbacks: list[L.Callback] = (),
         max_epochs: int | None = None,
         validate: bool = True,
+        stop_early: bool = True,
     ) -> tuple[HybridModule, L.Trainer]:
-        """Train one model of ``params`` on ``data``'s training split (validating each epoch)."""
+        """Train one model of ``params`` on ``data``'s training split, validating each epoch unless
+        ``validate`` is off; ``stop_early`` adds the configured callbacks (early stopping)."""
         if seed is not None:
             L.seed_everything(seed, workers=True, verbose=False)
         module = self.build(params, data)
         batch_size = int(params.get("batch_size", 32))
         overrides = {"max_epochs": max_epochs} if max_epochs else {}
-        extra = [instantiate(c) for c in self.callbacks_cfg.values() if c] if validate else []
+        extra = [instantiate(c) for c in self.callbacks_cfg.values() if c] if validate and stop_early else []
         trainer: L.Trainer = instantiate(
             {**self.trainer_cfg, **overrides},
             callbacks=[*callbacks, *extra],
@@ -185,51 +182,58 @@ class Objective:
         return module, trainer
 
     def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
+        """Train every fold, choose one epoch count on the fold-averaged curve, score the OOF
+        predictions at it (:mod:`hybridsearch.oof`). The first fold reports each epoch to MLflow
+        and the pruner and may stop early; the others train as many epochs as it did."""
         seed = None if self.seed is None else self.seed + trial.number
         data = self.data.for_trial(params)
-        splits = data.folds(self.cv_folds, seed or 0) if self.cv_folds > 1 else [data]
+        pool, indices, splits = data.validation_pool(self.cv_folds, self.fold_seed)
         start = time.perf_counter()
-        results = []
+        recorders: list[ValidationRecorder] = []
+        epochs: int | None = None
         for i, split in enumerate(splits):
-            best = BestEpoch(self.metric, self.direction)
-            callbacks: list[L.Callback] = [best]
-            if i == 0:  # the first split reports each epoch, to MLflow and to the pruner
+            recorder = ValidationRecorder(self.metric)
+            callbacks: list[L.Callback] = [recorder]
+            if i == 0:
+                callbacks.append(RecordDevice(trial))
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
                 if not self.objectives:  # Optuna prunes single-objective studies only
                     callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
-            module, trainer = self.fit(
-                params, split, seed=None if seed is None else seed + 1000 * i, callbacks=callbacks
+            module, _ = self.fit(
+                params,
+                split,
+                seed=None if seed is None else seed + 1000 * i,
+                callbacks=callbacks,
+                max_epochs=epochs,
+                stop_early=i == 0,
             )
-            if best.state is None or best.value is None:
-                raise RuntimeError(f"no finite {self.metric} was measured in {trainer.current_epoch} epochs")
-            results.append((best, module, trainer))
-        best, module, trainer = results[0]
-        epochs = sum(t.current_epoch for _, _, t in results)
+            epochs = epochs or recorder.epochs
+            recorders.append(recorder)
+        epoch, oof, metrics = trial_scores(data.task, recorders, indices, pool.y, self.direction, module.y_std)
+        value = metrics.get(self.metric)
+        if value is None:  # a metric the OOF predictions do not give: the fold-averaged curve's
+            value = float(np.mean([r.values[epoch] for r in recorders]))
+        if not math.isfinite(value):
+            raise RuntimeError(f"no finite {self.metric} was measured in {epochs} epochs")
+        trained = sum(r.epochs for r in recorders)
         attrs = {
             "n_params": count_parameters(module),
-            "epochs": epochs,
-            "seconds_per_epoch": round((time.perf_counter() - start) / max(1, epochs), 4),
-            "best_epoch": round(sum(b.epoch for b, _, _ in results) / len(results)),
-            "val_loss": sum(b.loss for b, _, _ in results) / len(results),  # breaks ties between equal scores
-            "device": str(trainer.strategy.root_device),
+            "epochs": trained,
+            "seconds_per_epoch": round((time.perf_counter() - start) / max(1, trained), 4),
+            "best_epoch": epoch,  # the one epoch (0-based) of every fold; a refit trains best_epoch + 1
+            "val_loss": metrics["val_loss"],  # OOF loss: breaks ties between equal scores
         }
-        if len(results) > 1:
-            attrs["fold_values"] = [b.value for b, _, _ in results]
-        if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the GPU this worker was pinned to
-            attrs["gpu"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        value = sum(b.value for b, _, _ in results) / len(results)
-        module.load_state_dict(best.state)
+        if len(recorders) > 1:
+            attrs["fold_values"] = [r.values[epoch] for r in recorders]
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
         if "latency_ms" in self.objectives:
             attrs["latency_ms"] = latency_ms(module, data)
             trial.set_user_attr("latency_ms", attrs["latency_ms"])
         if self._ranks_in_top_keep(trial, (value, *(float(attrs[name]) for name in self.objectives))):
-            path = self.layout.trial_checkpoint(trial.number)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(path, weights_only=True)
-            trial.set_user_attr("checkpoint", str(path))
+            path = oof.save(self.layout.trial_oof(trial.number))
+            trial.set_user_attr("oof", str(path))
             if run_id and self.tracker:  # other machines of the study find it here
                 self.tracker.log_artifact(run_id, path)
         return value, {**trial.user_attrs, self.metric: value}

@@ -262,8 +262,13 @@ def _html(summary: Summary, images: list[Path]) -> str:
         ("data", summary.data),
         ("metric", summary.metric),
         ("best trial", summary.best_trial),
-        ("best validation value", summary.best_value),
-        ("test", json.dumps(summary.test_metrics)),
+        ("best trial's selection score (out of fold)", summary.best_value),
+        ("final model", summary.final),
+        ("final model's selection score", summary.selection_score),
+        ("final model's test scores", json.dumps(summary.test_metrics)),
+        ("optimism (selection - test)", json.dumps(summary.optimism)),
+        ("ensemble", json.dumps({k: v for k, v in (summary.ensemble or {}).items() if k in ("trials", "weights")})),
+        ("reference baselines", json.dumps(summary.baselines)),
         ("trials", json.dumps(summary.trials)),
     ]
     params = "".join(f"<tr><td>{cell(k)}</td><td>{cell(v)}</td></tr>" for k, v in (summary.best_params or {}).items())

@@ -114,7 +114,9 @@ def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
         if params.get("topology") not in space.topologies:
             continue
         try:
-            sampled = sample(optuna.trial.FixedTrial(params), space)
+            with warnings.catch_warnings():  # "out of the range": checked below, and skipped, not an error
+                warnings.simplefilter("ignore", UserWarning)
+                sampled = sample(optuna.trial.FixedTrial(params), space)
         except (ValueError, KeyError) as err:
             raise ConfigError(f"study.enqueue[{i}]: {first_line(err)}") from None
         if all(
@@ -139,10 +141,31 @@ def _check_data_space(space: Space, data: TaskData) -> None:
                 raise SpaceError(f"space.data.{p.name}={value}: {err}") from None
 
 
-def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: str, direction: str) -> optuna.Study:
-    """Create the study, or resume it after checking that it searches the same task."""
+# What a resumed study must share with the one stored, and how a refusal names it. Trials scored on
+# other data would otherwise enter the ensemble (their out-of-fold rows could be today's test rows).
+IDENTITY = {
+    "dataset": "dataset",
+    "task": "data.task",
+    "metric": "metric",
+    "data_hash": "data contents (hash of the splits)",
+    "split_seed": "split and fold seed (study.seed)",
+    "cv_folds": "data.cv_folds",
+}
+
+
+def _load_study(
+    cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: str, direction: str, cv_folds: int = 1
+) -> optuna.Study:
+    """Create the study, or resume it after checking that it searches the same task on the same data."""
     name = cfg.study.name
-    identity = {"dataset": data.name, "task": data.task.name, "metric": metric}
+    identity = {
+        "dataset": data.name,
+        "task": data.task.name,
+        "metric": metric,
+        "data_hash": data.fingerprint(),
+        "split_seed": cfg.study.get("seed") or 0,
+        "cv_folds": cv_folds,
+    }
     objectives = list(cfg.study.get("objectives") or [])
     directions = [direction] + ["minimize"] * len(objectives)
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -152,8 +175,8 @@ def _load_study(cfg: DictConfig, storage: RDBStorage, data: TaskData, metric: st
             stored = study.user_attrs.get(key)
             if stored is not None and stored != value:
                 raise ConfigError(
-                    f"study.name={name}: this study searched {key}={stored}, not {value}; "
-                    "pick another study.name for a new search"
+                    f"study.name={name}: this study searched other data: its {IDENTITY[key]} is {stored}, "
+                    f"not {value}; pick another study.name for a new search"
                 )
         stored = [d.name.lower() for d in study.directions]
         if stored[0] != direction:
@@ -213,6 +236,11 @@ class Session:
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
 
     @property
+    def fold_seed(self) -> int:
+        """Seeds the cross-validation folds, once for the study: every trial is scored on the same folds."""
+        return self.cfg.study.seed or 0
+
+    @property
     def layout(self) -> StudyLayout:
         return StudyLayout.of(self.cfg.study.root, self.cfg.study.name)
 
@@ -227,6 +255,7 @@ class Session:
             layout=self.layout,
             tracker=self.tracker,
             seed=self.cfg.study.seed,
+            fold_seed=self.fold_seed,
             invocation=self.invocation,
             cv_folds=self.cv_folds,
             keep=max(1, self.cfg.study.ensemble),
@@ -267,7 +296,7 @@ def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
     storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
     if create:
-        study = _load_study(cfg, storage, data, metric, direction)
+        study = _load_study(cfg, storage, data, metric, direction, cv_folds)
     else:
         study = optuna.load_study(study_name=cfg.study.name, storage=storage)
     study.pruner = CachedPruner(pruner)

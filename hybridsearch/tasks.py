@@ -61,18 +61,27 @@ class Task:
         """What a prediction hands over: class probabilities, or values in the targets' units."""
         return out.softmax(dim=-1) if self.classifies else out
 
-    def average(self, outs: list[Tensor]) -> Tensor:
-        """Several models' outputs as one: the log of the mean probabilities (so that, as for one
-        model's logits, ``softmax`` gives probabilities), or the mean value."""
-        if self.classifies:
-            return torch.stack([o.softmax(dim=-1) for o in outs]).mean(dim=0).log()
-        return torch.stack(outs).mean(dim=0)
+    def average(self, outs: list[Tensor], weights: Tensor | None = None) -> Tensor:
+        """Several models' outputs as one: the log of the (weighted) mean probabilities (so that,
+        as for one model's logits, ``softmax`` gives probabilities), or the (weighted) mean value."""
+        stacked = torch.stack([o.softmax(dim=-1) for o in outs] if self.classifies else outs)  # (members, B, ...)
+        w = torch.full((len(outs),), 1.0 / len(outs)) if weights is None else weights / weights.sum()
+        mean = (stacked * w.to(stacked).view(-1, *([1] * (stacked.dim() - 1)))).sum(dim=0)
+        return mean.log() if self.classifies else mean
 
 
 CLASSIFICATION = Task("classification", "val_acc", "maximize", classifies=True)
 REGRESSION = Task("regression", "val_rmse", "minimize")
 FORECASTING = Task("forecasting", "val_mae", "minimize", windows=True, target_view=(1, -1, 1))
 TASKS = {t.name: t for t in (CLASSIFICATION, REGRESSION, FORECASTING)}
+
+
+TEST_KEYS = {"val_acc": "accuracy", "val_mae": "mae", "val_rmse": "rmse"}
+
+
+def test_key(metric: str) -> str | None:
+    """The test metric that a validation metric estimates (``val_acc`` -> ``accuracy``)."""
+    return TEST_KEYS.get(metric)
 
 
 def task_named(name: str | Task) -> Task:
@@ -85,4 +94,4 @@ def task_named(name: str | Task) -> Task:
         raise KeyError(f"unknown task {name!r}; valid: {', '.join(TASKS)}") from None
 
 
-__all__ = ["CLASSIFICATION", "FORECASTING", "REGRESSION", "TASKS", "Task", "task_named"]
+__all__ = ["CLASSIFICATION", "FORECASTING", "REGRESSION", "TASKS", "Task", "task_named", "test_key"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -122,7 +124,9 @@ class Tracker:
         with torch.no_grad():
             output = module(torch.as_tensor(example)).numpy()
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=self.parent_run_id):
+        # MLflow prints "Successfully registered model" and "Created version" to stderr, between the
+        # progress bar and the printout; the printout names the version instead.
+        with mlflow.start_run(run_id=self.parent_run_id), contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pytorch.log_model(
                 module,
                 name="model",

@@ -64,18 +64,33 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     X, y = load_classification("ItalyPowerDemand", split="test")
     assert np.mean(model.predict(X) == y) == pytest.approx(summary["test_metrics"]["accuracy"])
     assert summary["checkpoint"] == "studies/tiny/best.ckpt"
-    # study.refit (on by default): the final model was retrained on train + validation data.
-    assert summary["refit"] is True and summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
-    assert set(summary["search_test_metrics"]) == {"accuracy"}
-    # study.ensemble (10 by default): the final model averages the top trials; load_best gives it.
-    assert summary["final"] == "ensemble" and isinstance(model, EnsembleModule)
-    assert len(model.members) == len(summary["ensemble"]["trials"]) >= 2
-    assert summary["test_metrics"] == summary["ensemble"]["test_metrics"]
-    single = load_best(cwd / "studies" / "tiny", ensemble=False)  # best.ckpt, the refit model
+    # The best trial, refit on train + validation data for its chosen epoch count: best.ckpt.
+    assert summary["refit_epochs"] == summary["best_attrs"]["best_epoch"] + 1
+    single = load_best(cwd / "studies" / "tiny", ensemble=False)
     assert isinstance(single, HybridModule)
     assert np.mean(single.predict(X) == y) == pytest.approx(summary["single_test_metrics"]["accuracy"])
-    searched = load_best(cwd / "studies" / "tiny" / "search.ckpt")
-    assert np.mean(searched.predict(X) == y) == pytest.approx(summary["search_test_metrics"]["accuracy"])
+    # study.ensemble (10 by default): greedy selection on the candidates' out-of-fold predictions.
+    ensemble = summary["ensemble"]
+    assert set(ensemble["trials"]) <= set(ensemble["candidates"]) and sum(ensemble["weights"]) == pytest.approx(
+        1.0, abs=1e-3
+    )
+    assert summary["best_trial"] in ensemble["candidates"] and len(ensemble["candidates"]) >= 2
+    if len(ensemble["trials"]) >= 2:
+        assert summary["final"] == "ensemble" and isinstance(model, EnsembleModule)
+        by_number = [w for _, w in sorted(zip(ensemble["trials"], ensemble["weights"], strict=True))]
+        assert model.weights.tolist() == pytest.approx(by_number, abs=1e-3)  # members load in trial order
+        assert summary["test_metrics"] == ensemble["test_metrics"]
+        assert summary["selection_score"] == pytest.approx(ensemble["oof_metrics"]["val_acc"])
+    else:
+        assert summary["final"] == "best" and isinstance(model, HybridModule)
+        assert summary["selection_score"] == summary["best_value"]
+    optimism = summary["optimism"]
+    assert optimism["metric"] == "accuracy"
+    assert optimism["value"] == pytest.approx(summary["selection_score"] - summary["test_metrics"]["accuracy"])
+    # The reference baseline, on the same folds and on test.
+    rocket = summary["baselines"]["minirocket"]
+    assert set(rocket["cv"]) == set(rocket["test"]) == {"accuracy"}
+    assert parent.data.metrics["minirocket_test_accuracy"] == pytest.approx(rocket["test"]["accuracy"])
 
     # The final printout names the best architecture and the dashboard commands.
     out = second.stdout
@@ -83,6 +98,9 @@ def test_storage_mlflow_summary_and_load_best_agree(tiny_study) -> None:
     assert "optuna-dashboard sqlite:///studies/optuna.db" in out
     assert "mlflow ui --backend-store-uri sqlite:///studies/mlflow.db" in out
     assert "0 earlier trial(s)" in first.stdout and "3 earlier trial(s)" in second.stdout
+    assert f"reference MiniRocket (same folds): CV accuracy {rocket['cv']['accuracy']:.4f}" in out
+    assert "optimism (selection - test): accuracy" in out
+    assert "Successfully registered model" not in second.stderr and "Created version" not in second.stderr
 
 
 @pytest.mark.slow
@@ -139,6 +157,10 @@ def test_forecast_study_reports_the_seasonal_naive_baseline(tmp_path: Path) -> N
     assert set(summary["baseline"]) == {"mae", "rmse", "smape", "mase"}
     assert "lookback" in summary["best_params"]
     assert "seasonal-naive baseline on the same test windows: mae" in result.stdout
+    # The statistical reference on the same windows: AutoETS, on validation (CV) and test.
+    ets = summary["baselines"]["ets"]
+    assert set(ets["cv"]) == set(ets["test"]) == {"mae", "rmse", "smape", "mase"}
+    assert f"reference AutoETS (same windows): CV mae {ets['cv']['mae']:.4f}" in result.stdout
     from hybridsearch import load_best
 
     model = load_best(tmp_path / "studies" / "forecast")

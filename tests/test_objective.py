@@ -3,6 +3,7 @@ plus one real two-epoch trial."""
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 from hybridsearch.errors import ConfigError
 from hybridsearch.layout import StudyLayout
 from hybridsearch.objective import Objective
+from hybridsearch.oof import OutOfFold
 from hybridsearch.progress import Progress
 from hybridsearch.search_space import parse_space
 from hybridsearch.session import StopAt, _load_study, finished
@@ -126,16 +128,22 @@ CASCADE = {
 }
 
 
-def test_a_real_trial_reports_each_epoch_and_keeps_its_best_weights(data, tracker, tmp_path):
+def test_a_real_trial_reports_each_epoch_and_keeps_its_out_of_fold_predictions(data, tracker, tmp_path):
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(CASCADE)
     study.optimize(make_objective(data, tracker, tmp_path), n_trials=1)
     trial = study.trials[0]
     assert trial.state.name == "COMPLETE", trial.user_attrs
     assert trial.intermediate_values.keys() == {0, 1}  # one report per epoch, for the pruner
+    # One split: the score is the validation predictions' accuracy at the chosen epoch.
+    epoch = trial.user_attrs["best_epoch"]
+    assert trial.value == pytest.approx(trial.intermediate_values[epoch])
     assert trial.value == max(trial.intermediate_values.values())
     assert trial.user_attrs["epochs"] == 2 and trial.user_attrs["n_params"] > 0
-    assert Path(trial.user_attrs["checkpoint"]).exists()
+    assert trial.user_attrs["device"] == "cpu"  # written when training started
+    oof = OutOfFold.load(trial.user_attrs["oof"])
+    assert oof.pred.shape == (len(data.val), 2) and (oof.y == data.val.y).all()
+    assert np.mean(oof.pred.argmax(-1) == oof.y) == pytest.approx(trial.value)
     history = tracker.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "val_acc")
     assert [m.step for m in history] == [0, 1]
     assert [m.value for m in history] == pytest.approx([trial.intermediate_values[0], trial.intermediate_values[1]])
@@ -179,18 +187,29 @@ def test_stop_at_counts_only_this_invocations_finished_trials():
     assert stopped
 
 
-def test_resuming_refuses_a_study_of_another_dataset(data, tmp_path):
+def test_resuming_refuses_a_study_of_other_data(data, tmp_path):
+    from dataclasses import replace
+
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
-    cfg = OmegaConf.create({"study": {"name": "s"}})
-    study = _load_study(cfg, storage, data, "val_acc", "maximize")
+    cfg = OmegaConf.create({"study": {"name": "s", "seed": 0}})
+    study = _load_study(cfg, storage, data, "val_acc", "maximize", 5)
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    again = _load_study(cfg, storage, data, "val_acc", "maximize")
+    again = _load_study(cfg, storage, data, "val_acc", "maximize", 5)
     assert len(again.trials) == 1 and again.user_attrs["dataset"] == "ItalyPowerDemand"
-    other = load("GunPoint")
-    with pytest.raises(ConfigError, match="searched dataset=ItalyPowerDemand"):
-        _load_study(cfg, storage, other, "val_acc", "maximize")
+    with pytest.raises(ConfigError, match="its dataset is ItalyPowerDemand, not GunPoint"):
+        _load_study(cfg, storage, load("GunPoint"), "val_acc", "maximize", 5)
+    # The same name, other contents: one training label changed.
+    y = data.train.y.copy()
+    y[0] = 1 - y[0]
+    changed = replace(data, train=replace(data.train, y=y))
+    with pytest.raises(ConfigError, match=r"data contents \(hash of the splits\)"):
+        _load_study(cfg, storage, changed, "val_acc", "maximize", 5)
+    with pytest.raises(ConfigError, match=r"study\.seed"):
+        _load_study(OmegaConf.create({"study": {"name": "s", "seed": 1}}), storage, data, "val_acc", "maximize", 5)
+    with pytest.raises(ConfigError, match=r"data\.cv_folds"):
+        _load_study(cfg, storage, data, "val_acc", "maximize", 3)
     with pytest.raises(ConfigError, match=r"study\.direction"):
-        _load_study(cfg, storage, data, "val_acc", "minimize")
+        _load_study(cfg, storage, data, "val_acc", "minimize", 5)
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
 
 
@@ -200,16 +219,74 @@ def test_mlflow_metrics_land_in_the_tracker(tracker):
     assert MlflowClient(tracker.uri).get_metric_history(run_id, "x")[0].step == 3
 
 
-def test_cross_validated_trial_scores_the_mean_of_its_folds(data, tracker, tmp_path):
+def test_cross_validated_trial_scores_its_out_of_fold_predictions_at_one_epoch(data, tracker, tmp_path):
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(CASCADE)
     study.optimize(make_objective(data, tracker, tmp_path, cv_folds=3), n_trials=1)
     trial = study.trials[0]
     assert trial.state.name == "COMPLETE", trial.user_attrs
-    folds = trial.user_attrs["fold_values"]
-    assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
+    folds = trial.user_attrs["fold_values"]  # each fold's accuracy at the one chosen epoch
+    sizes = [len(i) for i in data.fold_indices(3, 0)]
+    assert len(folds) == 3
+    assert trial.value == pytest.approx(sum(f * n for f, n in zip(folds, sizes, strict=True)) / sum(sizes))
     assert trial.user_attrs["epochs"] == 6  # 2 epochs per fold
     assert trial.intermediate_values.keys() == {0, 1}  # the first fold reports each epoch, for pruning
+    oof = OutOfFold.load(trial.user_attrs["oof"])
+    assert len(oof.y) == len(data.train) + len(data.val)  # every series of the pool, predicted once
+    assert np.mean(oof.pred.argmax(-1) == oof.y) == pytest.approx(trial.value)
+
+
+def test_every_fold_trains_the_epochs_of_the_first_which_may_stop_early(data, tracker, tmp_path, monkeypatch):
+    from hybridsearch.oof import ValidationRecorder
+
+    epochs = []
+    real = ValidationRecorder.on_validation_epoch_end
+
+    def record(self, trainer, pl_module):
+        real(self, trainer, pl_module)
+        epochs.append((id(self), trainer.current_epoch))
+
+    monkeypatch.setattr(ValidationRecorder, "on_validation_epoch_end", record)
+    trainer = {**TRAINER, "max_epochs": 30}
+    stop = {
+        "stop": {
+            "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+            "monitor": "val_loss",
+            "patience": 1,
+            "min_delta": 10.0,
+        }
+    }  # stops after 2 epochs: no epoch improves the loss by 10
+    objective = make_objective(data, tracker, tmp_path, cv_folds=3)
+    objective.trainer_cfg, objective.callbacks_cfg = trainer, stop
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(CASCADE)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state.name == "COMPLETE", study.trials[0].user_attrs
+    per_fold = {}
+    for recorder, epoch in epochs:
+        per_fold.setdefault(recorder, []).append(epoch)
+    assert [len(v) for v in per_fold.values()] == [2, 2, 2]  # one epoch count for all folds
+    assert study.trials[0].user_attrs["best_epoch"] in (0, 1)
+
+
+def test_every_trial_is_scored_on_the_same_folds(data, tracker, tmp_path, monkeypatch):
+    from hybridsearch.data import TaskData
+
+    seen = []
+    real = TaskData.validation_pool
+
+    def spy(self, k, seed):
+        seen.append([i.tolist() for i in real(self, k, seed)[1]])
+        return real(self, k, seed)
+
+    monkeypatch.setattr(TaskData, "validation_pool", spy)
+    study = optuna.create_study(direction="maximize")
+    for lr in (1e-2, 1e-3):
+        study.enqueue_trial({**CASCADE, "lr": lr})
+    study.optimize(make_objective(data, tracker, tmp_path, cv_folds=3, seed=7, fold_seed=7), n_trials=2)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert seen[0] == [i.tolist() for i in data.fold_indices(3, 7)]
+    assert seen[0] != [i.tolist() for i in data.fold_indices(3, 8)]  # the seed matters
 
 
 def test_refit_trains_on_training_plus_validation_data(data, tracker, tmp_path):
@@ -250,7 +327,6 @@ def test_cached_pruner_decides_as_its_pruner_while_reading_the_study_once_per_tr
 
 
 def test_ensemble_averages_its_members_probabilities(data):
-    import torch
 
     from hybridsearch.module import EnsembleModule, HybridModule
 
@@ -276,61 +352,10 @@ def test_ensemble_averages_its_members_probabilities(data):
     assert labels.tolist() == [data.classes[i] for i in mean.argmax(-1).tolist()]
 
 
-def test_final_ensemble_takes_the_top_trials_whose_weights_were_kept(data, tmp_path):
-    from types import SimpleNamespace
-
-    import lightning as L
-    import numpy as np
-    import torch
-
-    from hybridsearch.module import HybridModule
-    from hybridsearch.results._final import _ensemble
-
-    layout = StudyLayout.of(tmp_path, "study")
-    params = {"topology": "fcn", "conv_layers": 1, "conv_channels_1": 8, "conv_kernel_1": 3}
-    study = optuna.create_study(direction="maximize")
-    modules = {}
-    # (value, weights kept): the best trial's checkpoint was never written (another machine, a
-    # crash); the ensemble of 2 is then the next two that have one.
-    for number, (value, kept) in enumerate([(0.9, True), (1.0, False), (0.95, True), (0.8, True)]):
-        attrs = {"val_loss": 1.0 - value}
-        if kept:
-            torch.manual_seed(number)
-            modules[number] = HybridModule(params, in_channels=1, n_outputs=2, seq_len=24, classes=data.classes)
-            path = layout.trial_checkpoint(number)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "state_dict": modules[number].state_dict(),
-                    "hyper_parameters": dict(modules[number].hparams),
-                    "pytorch-lightning_version": L.__version__,
-                },
-                path,
-            )
-            attrs["checkpoint"] = str(path)
-        study.add_trial(
-            optuna.trial.create_trial(
-                value=value, params={}, distributions={}, user_attrs=attrs, state=optuna.trial.TrialState.COMPLETE
-            )
-        )
-    session = SimpleNamespace(
-        study=study, layout=layout, tracker=None, cfg=OmegaConf.create({"study": {"ensemble": 2}})
-    )
-    result = _ensemble(session, data)
-    assert result["trials"] == [2, 0]
-    assert sorted(p.name for p in layout.ensemble.iterdir()) == ["trial-00000.ckpt", "trial-00002.ckpt"]
-    # Scored as the average of exactly those two members' probabilities.
-    x = torch.from_numpy(data.test.X)
-    with torch.no_grad():
-        mean = sum(modules[n].eval()(x).softmax(-1) for n in (0, 2)) / 2
-    expected = float(np.mean(mean.argmax(-1).numpy() == data.test.y))
-    assert result["test_metrics"]["accuracy"] == pytest.approx(expected)
-
-
 def test_one_rule_ranks_trials_and_epochs_and_picks_the_weights_to_keep(data, tracker, tmp_path, monkeypatch):
     """Equal accuracies (common on small validation sets) are ordered by validation loss, the same
     way by the ranking, the checkpoint keeper and the best epoch."""
-    from hybridsearch.objective import BestEpoch
+    from hybridsearch.oof import ValidationRecorder, choose_epoch
     from hybridsearch.ranking import best_trial, ranked
 
     outcomes = iter([(0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.4)])  # (accuracy, val_loss)
@@ -339,7 +364,7 @@ def test_one_rule_ranks_trials_and_epochs_and_picks_the_weights_to_keep(data, tr
         value, loss = next(outcomes)
         trial.set_user_attr("val_loss", loss)
         if self._ranks_in_top_keep(trial, (value,)):
-            trial.set_user_attr("checkpoint", f"trial-{trial.number}")
+            trial.set_user_attr("oof", f"trial-{trial.number}")
         return value, {}
 
     monkeypatch.setattr(Objective, "_train", fake_train)
@@ -348,17 +373,17 @@ def test_one_rule_ranks_trials_and_epochs_and_picks_the_weights_to_keep(data, tr
     assert [t.number for t in ranked(study)] == [1, 3, 0, 2]
     assert best_trial(study).number == 1
     # Kept when they finished in the top 2: #0 (first), #1 (ahead of #0), not #2, #3 (ahead of #0).
-    assert [t.number for t in study.trials if "checkpoint" in t.user_attrs] == [0, 1, 3]
+    assert [t.number for t in study.trials if "oof" in t.user_attrs] == [0, 1, 3]
 
-    class Trainer:  # what BestEpoch reads of a trainer
-        sanity_checking = False
-
-    best, module = BestEpoch("val_acc", "maximize"), torch.nn.Linear(1, 1)
-    for epoch, (acc, loss) in enumerate([(0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.3)]):
-        trainer = Trainer()
-        trainer.current_epoch, trainer.callback_metrics = epoch, {"val_acc": acc, "val_loss": loss}
-        best.on_validation_end(trainer, module)
-    assert best.epoch == 1  # the earlier of two equal epochs
+    # The epoch shared by a trial's folds: the fold-averaged curve's best, by the same rule.
+    folds = []
+    for curve in ([(0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.3)], [(0.9, 0.5), (0.9, 0.3), (1.0, 0.1), (0.9, 0.3)]):
+        recorder = ValidationRecorder("val_acc")
+        recorder.outputs = [np.zeros((1, 2))] * len(curve)
+        recorder.values, recorder.losses = [a for a, _ in curve], [loss for _, loss in curve]
+        folds.append(recorder)
+    assert choose_epoch(folds[:1], "maximize") == 1  # the earlier of two equal epochs
+    assert choose_epoch(folds, "maximize") == 2  # the fold-averaged curve, not one fold's
 
 
 def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:

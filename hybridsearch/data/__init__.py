@@ -82,8 +82,9 @@ class TaskData:
         both = Series(*(np.concatenate([getattr(self.train, k), getattr(self.val, k)]) for k in ("X", "lengths", "y")))
         return replace(self, train=both)
 
-    def folds(self, k: int, seed: int) -> list[TaskData]:
-        """k train / validation splits of training plus validation data, stratified for classification."""
+    def fold_indices(self, k: int, seed: int) -> list[np.ndarray]:
+        """The validation rows of each of k folds of the pool (training plus validation data),
+        stratified for classification. The same ``seed`` gives the same folds to every trial."""
         if self.forecast is not None:
             raise DataError("data.cv_folds: forecasting validates on the latest part of the series; use 1")
         pool = self.merged().train
@@ -97,10 +98,36 @@ class TaskData:
             idx = rng.permutation(idx)
             fold_of[idx] = (np.arange(len(idx)) + offset) % k
             offset += len(idx)
+        return [np.flatnonzero(fold_of == i) for i in range(k)]
+
+    def folds(self, k: int, seed: int) -> list[TaskData]:
+        """k train / validation splits of the pool, by :meth:`fold_indices`."""
+        pool = self.merged().train
+        every = np.arange(len(pool))
         return [
-            replace(self, train=pool.take(np.flatnonzero(fold_of != i)), val=pool.take(np.flatnonzero(fold_of == i)))
-            for i in range(k)
+            replace(self, train=pool.take(np.setdiff1d(every, val)), val=pool.take(val))
+            for val in self.fold_indices(k, seed)
         ]
+
+    def validation_pool(self, k: int, seed: int) -> tuple[Series, list[np.ndarray], list[TaskData]]:
+        """What a trial is scored on: the series its validation predictions cover, each split's
+        rows in it, and the splits. k > 1: the k folds of training plus validation data; k = 1:
+        the validation split alone."""
+        if k > 1:
+            return self.merged().train, self.fold_indices(k, seed), self.folds(k, seed)
+        return self.val, [np.arange(len(self.val))], [self]
+
+    def fingerprint(self) -> str:
+        """A hash of the splits' contents and labels: another file, changed contents, another
+        split seed or task all change it."""
+        import hashlib
+
+        digest = hashlib.sha256(self.task.name.encode())
+        for series in (self.train, self.val, self.test):
+            for array in (series.X, series.lengths, series.y):
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(repr(self.classes).encode())
+        return digest.hexdigest()[:16]
 
     def describe(self) -> str:
         sizes = f"{len(self.train)}/{len(self.val)}/{len(self.test)} train/val/test"
@@ -133,7 +160,11 @@ class TaskData:
 
     def test_metrics(self, predictions: np.ndarray) -> dict[str, float]:
         """Metrics of predictions on the test split (labels, values or forecasts in original units)."""
-        y = self.test.y
+        return self.metrics(self.test.y, predictions)
+
+    def metrics(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        """Metrics of predictions (labels, values or forecasts in original units) against stored
+        targets ``y`` (class indices, values or forecast windows)."""
         if self.task.classifies:
             truth = np.asarray(self.classes, dtype=object)[y].astype(predictions.dtype)
             return {"accuracy": float((predictions == truth).mean())}

@@ -45,8 +45,27 @@ class ForecastSeries:
         y = np.stack([self.values[self.targets, t : t + self.horizon] for t in starts]).astype(np.float32)
         return Series(X, np.full(len(X), lookback, dtype=np.int64), y)
 
+    def starts(self, lookback: int, split: str) -> np.ndarray:
+        """Where the targets of each window of a split begin (its forecast origins)."""
+        start, end = {"train": (0, self.train_end), "val": (self.train_end, self.val_end)}.get(
+            split, (self.val_end, self.values.shape[1])
+        )
+        return np.arange(max(start, lookback), end - self.horizon + 1)
+
     def test_starts(self, lookback: int) -> np.ndarray:
-        return np.arange(max(self.val_end, lookback), self.values.shape[1] - self.horizon + 1)
+        return self.starts(lookback, "test")
+
+    def ets(self, lookback: int, split: str) -> np.ndarray:
+        """AutoETS (aeon) forecasts of every window of a split, each fitted on the whole history
+        before the window's origin: (n, targets, horizon)."""
+        from aeon.forecasting.stats import AutoETS
+
+        season = self.season if self.season > 1 else None
+        out = []
+        for t in self.starts(lookback, split):
+            history = self.values[self.targets, :t].astype(np.float64)
+            out.append([AutoETS(seasonal_period=season).iterative_forecast(h, self.horizon) for h in history])
+        return np.asarray(out, dtype=np.float32)
 
     def seasonal_naive(self, lookback: int) -> np.ndarray:
         """The seasonal-naive forecast of every test window: the value one season (or more) earlier."""

@@ -1,36 +1,47 @@
-"""The final model: the best single model (refit or the search's own weights), the ensemble of the
-top trials, their scores on the held-out test split, and ``summary.json``."""
+"""The final model: the ensemble chosen on out-of-fold predictions, its members refit on all
+training data, the reference baseline, the test scores beside what selection promised, and
+``summary.json``.
+
+Nothing here reads a test label before every choice is made: the ensemble's members and weights
+come from OOF predictions, each member's epoch count from its own folds. The test split is then
+scored once per reported model (the final one, the best single one, the baseline).
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
+import numpy as np
+import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridsearch.data import TaskData
 from hybridsearch.layout import checkpoint_name
 from hybridsearch.module import load_best
+from hybridsearch.oof import OutOfFold
 from hybridsearch.ranking import best_trial, primary, ranked
+from hybridsearch.results._baselines import ETS, MINIROCKET, ets, minirocket
+from hybridsearch.results._ensemble import Selection, select
 from hybridsearch.results._summary import Metrics, Summary
+from hybridsearch.tasks import test_key
 
 if TYPE_CHECKING:
     from hybridsearch.session import Session
 
 
 def summarize(session: Session) -> Summary:
-    """Build the final model, score it once on the held-out test split, write ``summary.json``.
+    """Build the final model, score it on the held-out test split, write ``summary.json``.
 
-    The best single model (``best.ckpt``) is the best trial's configuration trained again on
-    training plus validation data for its best epoch count (``study.refit``), or the trial's own
-    weights. The final model, which ``load_best`` returns and the registry holds, averages the top
-    ``study.ensemble`` trials (``ensemble/``): steadier than any one of them when validation sets
-    are small. Single-objective studies only; otherwise, and with ``study.ensemble`` below 2, the
-    final model is the best single one. Every candidate's test score is in the summary.
+    The candidates are the top ``study.ensemble`` trials (those whose OOF predictions were kept).
+    Greedy selection on their OOF predictions weights them; each selected trial is refit on
+    training plus validation data for its chosen epoch count. One selected trial: the final model
+    is that refit (``best.ckpt``); several: their weighted average (``ensemble/``). Multi-objective
+    studies hand over the best trial by the metric, refit, and save the Pareto front.
     """
     study, cfg, tracker, layout = session.study, session.cfg, session.tracker, session.layout
     summary = Summary(
@@ -41,22 +52,18 @@ def summarize(session: Session) -> Summary:
         storage=cfg.study.storage,
         tracking_uri=cfg.tracking.uri,
         mlflow_parent_run_id=tracker.parent_run_id,
+        cv_folds=session.cv_folds,
         **_counts(study.get_trials(deepcopy=False)),
     )
     shutil.rmtree(layout.ensemble, ignore_errors=True)  # a former run's; load_best would prefer it
     best = best_trial(study)
-    if best is not None and best.user_attrs.get("checkpoint"):
+    if best is not None:
         _final_model(session, best, summary)
-        if tracker.parent_run_id:
-            tracker.log_metrics(
-                tracker.parent_run_id,
-                {
-                    f"best_{session.metric}": primary(best),
-                    **{f"test_{k}": v for k, v in summary.test_metrics.items()},
-                    **{f"single_test_{k}": v for k, v in summary.single_test_metrics.items()},
-                    **{f"search_test_{k}": v for k, v in summary.search_test_metrics.items()},
-                },
-            )
+    if cfg.study.baseline:
+        summary.baselines = _baselines(session, best)
+    if tracker.parent_run_id:
+        tracker.log_metrics(tracker.parent_run_id, _parent_metrics(summary))
+        if summary.checkpoint:
             tracker.log_artifact(tracker.parent_run_id, layout.best_checkpoint)
     summary.save(layout.summary)
     if tracker.parent_run_id:
@@ -81,73 +88,125 @@ def _counts(trials: list[FrozenTrial]) -> dict[str, Any]:
 
 
 def _final_model(session: Session, best: FrozenTrial, summary: Summary) -> None:
-    """Fill in the best trial, the best single model, the ensemble and their test scores."""
+    """Fill in the best trial, the ensemble, the refit models and their test scores."""
     study, cfg, layout = session.study, session.cfg, session.layout
     test = session.data.for_trial(best.params)
-    shutil.copyfile(_checkpoint(session, best), layout.search_checkpoint)
-    search = _score(load_best(layout.search_checkpoint), test)
-    single = search
-    if cfg.study.refit:
-        epochs = int(best.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
-        session.objective().refit(best.params, epochs, layout.best_checkpoint)
-        single = _score(load_best(layout.best_checkpoint), test)
-        summary.refit_epochs = epochs
-    else:
-        shutil.copyfile(layout.search_checkpoint, layout.best_checkpoint)
-    if cfg.study.ensemble >= 2 and len(study.directions) == 1:
-        summary.ensemble = _ensemble(session, test)
+    summary.best_trial, summary.best_value, summary.best_params = best.number, primary(best), best.params
+    summary.best_attrs = {k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs}
+    summary.mlflow_run_id = best.user_attrs.get("mlflow_run_id")
+    summary.refit_epochs = _epochs(best, cfg)
+    session.objective().refit(best.params, summary.refit_epochs, layout.best_checkpoint)
+    summary.checkpoint = str(layout.best_checkpoint)
+    summary.single_test_metrics = _score(load_best(layout.best_checkpoint), test)
+    summary.final, summary.test_metrics, summary.selection_score = "best", summary.single_test_metrics, primary(best)
     if len(study.directions) > 1:
         names = [session.metric, *cfg.study.objectives]
         summary.pareto_front = [
             {"trial": t.number, **dict(zip(names, t.values, strict=True)), "topology": t.params.get("topology")}
             for t in sorted(study.best_trials, key=lambda t: t.number)
         ]
-    summary.final = "ensemble" if summary.ensemble else "refit" if cfg.study.refit else "search"
-    summary.best_trial, summary.best_value, summary.best_params = best.number, primary(best), best.params
-    summary.best_attrs = {k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs}
-    summary.mlflow_run_id = best.user_attrs.get("mlflow_run_id")
-    summary.test_metrics = summary.ensemble["test_metrics"] if summary.ensemble else single
-    summary.single_test_metrics, summary.search_test_metrics = single, search
-    summary.refit = bool(cfg.study.refit)
-    summary.checkpoint, summary.search_checkpoint = str(layout.best_checkpoint), str(layout.search_checkpoint)
-    summary.baseline = test.baseline()
+    elif cfg.study.ensemble >= 2:
+        summary.ensemble = _ensemble(session, best, test)
+        if summary.ensemble and len(summary.ensemble["trials"]) >= 2:
+            summary.final, summary.test_metrics = "ensemble", summary.ensemble["test_metrics"]
+            summary.selection_score = summary.ensemble["oof_metrics"][session.metric]
+    key = test_key(session.metric)
+    if key in summary.test_metrics and summary.selection_score is not None:
+        summary.optimism = {"metric": key, "value": summary.selection_score - summary.test_metrics[key]}
+    if test.forecast is not None:
+        summary.baseline = test.baseline()
     if cfg.study.register and session.tracker.parent_run_id:
         version = session.tracker.register_model(load_best(layout.folder), study.study_name, test.test.X[:2])
         summary.registered_model = {"name": study.study_name, "version": version}
 
 
-def _ensemble(session: Session, test: TaskData) -> dict[str, Any] | None:
-    """Copy the checkpoints of the top ``study.ensemble`` trials to ``ensemble/`` and score their
-    average once on test. The objective kept the weights of exactly the trials that ranked in the
-    top ``study.ensemble`` when they finished, by the same rule, so the top trials have them unless
-    a file was lost; members must read the same windows as the best trial (a searched lookback)."""
-    done = ranked(session.study)
-    lookback = done[0].params.get("lookback")
-    members = []
-    for t in done:
-        if len(members) == session.cfg.study.ensemble:
-            break
-        if t.user_attrs.get("checkpoint") and t.params.get("lookback") == lookback:
-            source = _checkpoint(session, t)
-            if source.is_file():
-                members.append((t.number, source))
-    if len(members) < 2:
+def _epochs(trial: FrozenTrial, cfg: Any) -> int:
+    """A trial's refit length: its chosen epoch count."""
+    return int(trial.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
+
+
+def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, Any] | None:
+    """Greedy selection over the top ``study.ensemble`` trials' OOF predictions; the selected
+    trials refit to ``ensemble/`` with their weights, scored once on test. None when fewer than two
+    candidates have OOF predictions (the final model is then the best trial's refit)."""
+    lookback = best.params.get("lookback")  # members read the same windows
+    candidates, preds = [], []
+    for t in ranked(session.study)[: session.cfg.study.ensemble]:
+        path = _oof_file(session, t)
+        if path is not None and t.params.get("lookback") == lookback:
+            candidates.append(t)
+            preds.append(OutOfFold.load(path))
+    if len(candidates) < 2:
         return None
+    y = preds[0].y
+    if any(p.y.shape != y.shape or not np.array_equal(p.y, y) for p in preds):
+        raise RuntimeError("the kept trials' out-of-fold targets differ; were they scored on other data?")
+    choice: Selection = select(
+        test.task,
+        [p.pred for p in preds],
+        y,
+        metric=session.metric,
+        direction=session.direction,
+        y_std=_target_spread(test),
+    )
+    members = [(t, float(w)) for t, w in zip(candidates, choice.weights, strict=True) if w > 0]
+    result: dict[str, Any] = {
+        "trials": [t.number for t, _ in members],
+        "weights": [round(w, 4) for _, w in members],
+        "oof_metrics": choice.metrics,
+        "candidates": [t.number for t in candidates],
+    }
+    if len(members) < 2:
+        return result  # the best single model is the final one
     folder = session.layout.ensemble
     folder.mkdir(parents=True)
-    for number, source in members:
-        shutil.copyfile(source, folder / checkpoint_name(number))
-    model = load_best(session.layout.folder, ensemble=True)
-    return {"trials": [number for number, _ in members], "test_metrics": _score(model, test)}
+    for t, _ in members:
+        path = folder / checkpoint_name(t.number)
+        if t.number == best.number:
+            shutil.copyfile(session.layout.best_checkpoint, path)
+        else:
+            session.objective().refit(t.params, _epochs(t, session.cfg), path)
+    weights = {checkpoint_name(t.number): w for t, w in members}
+    session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
+    result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
+    return result
 
 
-def _checkpoint(session: Session, trial: optuna.trial.FrozenTrial) -> Path:
-    """A kept trial's checkpoint: where it was written, or fetched from MLflow when that trial ran
-    on another machine."""
-    source = Path(trial.user_attrs["checkpoint"])
+def _target_spread(data: TaskData) -> torch.Tensor:
+    """Each target's spread in the pool, the unit of the OOF loss of values (1 for classes)."""
+    _, std = data.merged().target_scaling()
+    return torch.tensor(std if std is not None else [1.0], dtype=torch.float32).view(*data.task.target_view)
+
+
+def _oof_file(session: Session, trial: FrozenTrial) -> Path | None:
+    """A kept trial's OOF predictions: where they were written, or fetched from MLflow when the
+    trial ran on another machine."""
+    if not trial.user_attrs.get("oof"):
+        return None
+    source = Path(trial.user_attrs["oof"])
     if not source.is_file() and trial.user_attrs.get("mlflow_run_id") and session.tracker is not None:
         source = session.tracker.download(trial.user_attrs["mlflow_run_id"], source.name, session.layout.trials)
-    return source
+    return source if source.is_file() else None
+
+
+def _baselines(session: Session, best: FrozenTrial | None) -> dict[str, Any]:
+    data = session.data if best is None else session.data.for_trial(best.params)
+    if data.task.windows:
+        return {ETS: ets(data)}
+    return {MINIROCKET: minirocket(data, session.cv_folds, session.fold_seed, seed=session.cfg.study.seed or 0)}
+
+
+def _parent_metrics(summary: Summary) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if summary.best_value is not None:
+        metrics[f"best_{summary.metric}"] = summary.best_value
+        metrics["selection_score"] = summary.selection_score
+        metrics |= {f"test_{k}": v for k, v in summary.test_metrics.items()}
+        metrics |= {f"single_test_{k}": v for k, v in summary.single_test_metrics.items()}
+    for name, scores in (summary.baselines or {}).items():
+        for split in ("cv", "test"):
+            metrics |= {f"{name}_{split}_{k}": v for k, v in scores.get(split, {}).items()}
+    return metrics
 
 
 def _score(model: Any, test: TaskData) -> Metrics:

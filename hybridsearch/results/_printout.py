@@ -7,6 +7,7 @@ from typing import Any
 
 from hybridsearch.results._dashboard import dashboard_commands
 from hybridsearch.results._summary import Metrics, Summary
+from hybridsearch.tasks import test_key
 
 
 def _scores(metrics: Metrics) -> str:
@@ -15,6 +16,30 @@ def _scores(metrics: Metrics) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _how(s: Summary) -> str:
+    return f"{s.cv_folds}-fold out of fold" if s.cv_folds > 1 else "validation split"
+
+
+def _reference_lines(s: Summary) -> list[str]:
+    """The reference baseline beside the search, and a plain word when it does better."""
+    lines = []
+    for name, scores in (s.baselines or {}).items():
+        label = {"minirocket": "MiniRocket", "ets": "AutoETS"}.get(name, name)
+        same = "same windows" if name == "ets" else "same folds"
+        lines.append(f"reference {label} ({same}): CV {_scores(scores['cv'])} | test {_scores(scores['test'])}")
+        key = test_key(s.metric)
+        cv = scores["cv"].get(key) if key else None
+        if cv is not None and s.selection_score is not None:
+            # Selection scores are in validation units of the same metric; rmse and mae are minimised.
+            better = cv > s.selection_score if key == "accuracy" else cv < s.selection_score
+            if better:
+                lines.append(
+                    f"  {label} scores better than the search on the {same} ({key} {cv:.4f} against "
+                    f"{s.selection_score:.4f}): prefer it here, or search longer"
+                )
+    return lines
 
 
 def printout(summary: Summary) -> str:
@@ -27,31 +52,34 @@ def printout(summary: Summary) -> str:
     else:
         params = dict(s.best_params)
         topology = params.pop("topology")
-        single = s.single_test_metrics or s.test_metrics
         lines += [
             f"best trial #{s.best_trial}: {topology}",
             "  " + " ".join(f"{k}={_fmt(v)}" for k, v in params.items()),
-            f"  validation {s.metric} {s.best_value:.4f} | test {_scores(single)}",
+            f"  selection {s.metric} {s.best_value:.4f} ({_how(s)}) | refit on train + validation "
+            f"({s.refit_epochs} epochs): test {_scores(s.single_test_metrics)}",
         ]
-        if s.refit:
-            lines[-1] += f" (refit on train + validation, {s.refit_epochs} epochs)"
-            lines.append(f"  the search-time model itself: test {_scores(s.search_test_metrics)}")
         if s.pareto_front:
             others = [k for k in s.pareto_front[0] if k not in ("trial", s.metric, "topology")]
             lines.append(
                 f"  Pareto front of {s.metric} and {', '.join(others)}: "
                 f"trials {', '.join(str(p['trial']) for p in s.pareto_front)} (summary.json, report)"
             )
-        if s.baseline:
-            lines.append(f"  seasonal-naive baseline on the same test windows: {_scores(s.baseline)}")
         if s.final == "ensemble":
+            e = s.ensemble
+            members = ", ".join(f"#{t} {w:.2f}" for t, w in zip(e["trials"], e["weights"], strict=True))
             lines.append(
-                f"final model: the top {len(s.ensemble['trials'])} trials averaged: test {_scores(s.test_metrics)}"
+                f"final model: {len(e['trials'])} trials weighted on out-of-fold predictions ({members}): "
+                f"selection {s.metric} {s.selection_score:.4f} | test {_scores(s.test_metrics)}"
             )
         else:
-            lines.append("final model: the best trial's")
+            lines.append("final model: the best trial, refit")
+        if s.optimism:
+            lines.append(f"  optimism (selection - test): {s.optimism['metric']} {s.optimism['value']:+.4f}")
+        if s.baseline:
+            lines.append(f"  seasonal-naive baseline on the same test windows: {_scores(s.baseline)}")
         folder = str(Path(s.checkpoint).parent)
         lines.append(f"  load it: hybridsearch.load_best({folder!r})  (the best single model: ensemble=False)")
+    lines += _reference_lines(s)
     if s.report:
         lines.append(f"report: {s.report}")
     lines.append("dashboards:")

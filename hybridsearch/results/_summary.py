@@ -26,23 +26,25 @@ class Summary:
     trials: dict[str, int] = field(default_factory=dict)  # complete, pruned, fail, running, waiting
     failures: dict[str, int] = field(default_factory=dict)  # reason -> how many failed trials
     mlflow_parent_run_id: str | None = None
+    cv_folds: int = 1  # folds each trial was scored on (1: the validation split)
     # The best trial, by hybridsearch.ranking; None until a trial completes.
     best_trial: int | None = None
     best_value: float | None = None  # its validation score (the cross-validated mean with cv_folds > 1)
     best_params: dict[str, Any] | None = None
     best_attrs: dict[str, Any] | None = None  # n_params, epochs, best_epoch
     mlflow_run_id: str | None = None  # the best trial's run
-    # The final model (what load_best returns): "ensemble", "refit" or "search".
+    # The final model (what load_best returns): "ensemble" or "best" (the best trial, refit).
     final: str | None = None
     test_metrics: Metrics | None = None  # the final model's
+    selection_score: float | None = None  # what selection promised for it: its OOF metric
+    optimism: dict[str, Any] | None = None  # {"metric": "accuracy", "value": selection score - test}
     single_test_metrics: Metrics | None = None  # the best single model's, best.ckpt
-    search_test_metrics: Metrics | None = None  # the best trial's own weights, search.ckpt
-    refit: bool = False
-    refit_epochs: int | None = None
+    refit_epochs: int | None = None  # the best trial's chosen epoch count, trained again on all training data
     checkpoint: str | None = None  # best.ckpt
-    search_checkpoint: str | None = None
-    ensemble: dict[str, Any] | None = None  # {"trials": [...], "test_metrics": {...}}
+    # {"trials", "weights", "oof_metrics", "candidates", "test_metrics"}: greedy selection on OOF predictions
+    ensemble: dict[str, Any] | None = None
     pareto_front: list[dict[str, Any]] | None = None  # multi-objective studies
+    baselines: dict[str, Any] | None = None  # {"minirocket": {"cv": {...}, "test": {...}, "seconds": s}}
     baseline: Metrics | None = None  # forecasting: seasonal naive on the same test windows
     registered_model: dict[str, Any] | None = None  # MLflow Model Registry name and version
     report: str | None = None  # report.html

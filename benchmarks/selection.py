@@ -1,0 +1,123 @@
+"""Honest selection: what each study's selection score promised beside what test delivered, and
+MiniRocket on the same folds and split, on the development datasets.
+
+    python benchmarks/selection.py [--datasets GunPoint ItalyPowerDemand BasicMotions PickupGestureWiimoteZ]
+                                   [--seeds 0 1 2] [--budget 600] [--out benchmarks/results]
+
+Each study is the default ``+study=timeseries`` with ``study.timeout=<budget>``, through the
+command line, on the dataset's own train / test split. Its ``summary.json`` gives every figure:
+the final model's test accuracy, its selection score (the out-of-fold accuracy that chose it), the
+optimism (selection - test), MiniRocket's out-of-fold (CV) and test accuracy from the same study,
+and the ensemble's members and weights. Runs are logged to ``<out>/runs.jsonl`` like
+``quality.py``'s and reused. The "before" columns are the searches of ``quality.py`` logged at
+commit e953872 (selection score then: the mean of each fold's best-epoch accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
+
+DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
+
+
+def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path) -> dict:
+    def measure() -> dict:
+        name = f"{dataset}-{seed}-{int(time.time())}"
+        start = time.time()
+        s = cli(root, name, dataset, seed, "study.n_trials=null", f"study.timeout={budget}")
+        rocket = s["baselines"]["minirocket"]
+        return {
+            "accuracy": s["test_metrics"]["accuracy"],
+            "selection_score": s["selection_score"],
+            "optimism": s["optimism"]["value"],
+            "single_accuracy": s["single_test_metrics"]["accuracy"],
+            "best_value": s["best_value"],
+            "minirocket_cv": rocket["cv"]["accuracy"],
+            "minirocket_test": rocket["test"]["accuracy"],
+            "final": s["final"],
+            "ensemble_trials": s["ensemble"]["trials"] if s.get("ensemble") else [s["best_trial"]],
+            "ensemble_weights": s["ensemble"]["weights"] if s.get("ensemble") else [1.0],
+            "n_trials": sum(s["trials"].values()),
+            "wall_s": round(time.time() - start, 1),
+        }
+
+    return log.get("|".join(["selection", dataset, str(seed), f"{budget:g}"]), measure)
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:+.3f}" if min(values) < 0 else f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=DEVELOPMENT)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=600)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    log = RunLog(args.out / "runs.jsonl")
+    root = Path(tempfile.mkdtemp(prefix="hybridsearch-selection-"))
+    print(f"studies of this run: {root}", flush=True)
+    rows = []
+    for dataset in args.datasets:
+        runs = [study(log, dataset, seed, args.budget, root) for seed in args.seeds]
+        before = [log.runs.get(f"study|{dataset}|{seed}|600") for seed in args.seeds]
+        before = [b for b in before if b]
+        rows.append(
+            {
+                "dataset": dataset,
+                "test": mean_sd([r["accuracy"] for r in runs]),
+                "selection": mean_sd([r["selection_score"] for r in runs]),
+                "optimism": mean_sd([r["optimism"] for r in runs]),
+                "minirocket_cv": mean_sd([r["minirocket_cv"] for r in runs]),
+                "minirocket_test": mean_sd([r["minirocket_test"] for r in runs]),
+                "ensemble": "; ".join(
+                    ", ".join(f"#{t} {w:.2f}" for t, w in zip(r["ensemble_trials"], r["ensemble_weights"], strict=True))
+                    for r in runs
+                ),
+                "trials": round(statistics.mean(r["n_trials"] for r in runs)),
+                "before_test": mean_sd([b["accuracy"] for b in before]),
+                "before_optimism": mean_sd([b["best_value"] - b["accuracy"] for b in before]),
+            }
+        )
+    columns = {
+        "dataset": "dataset",
+        "test": "final model, test",
+        "selection": "selection score (OOF)",
+        "optimism": "optimism",
+        "minirocket_cv": "MiniRocket, CV",
+        "minirocket_test": "MiniRocket, test",
+        "ensemble": "ensemble (trial weight) per seed",
+        "trials": "trials",
+        "before_test": "before: test",
+        "before_optimism": "before: optimism",
+    }
+    keys = [f"selection|{d}|{s}|{args.budget:g}" for d in args.datasets for s in args.seeds]
+    all_optimism = [log.runs[k]["optimism"] for k in keys if k in log.runs]
+    table = (
+        f"Budget {args.budget:g} s per study, seeds {args.seeds}, 2-core CPU, commit(s) "
+        f"{', '.join(sorted(log.used))}; mean ± standard deviation over seeds. Mean optimism over all "
+        f"studies: {statistics.mean(all_optimism):+.3f}.\n\n" + markdown(rows, columns)
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "selection.md").write_text(table + "\n")
+    with (args.out / "selection.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
