@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hybridsearch.data.batches import unpadded
 from hybridsearch.layout import StudyLayout
 from hybridsearch.search_space import build_model
 from hybridsearch.tasks import Task, task_named
@@ -77,8 +78,6 @@ class HybridModule(L.LightningModule):
         Forecasting normalises each window by its own mean and spread and restores them on the
         output (RevIN, Kim et al. 2022), so a trend that leaves the training range is followed.
         """
-        if lengths is not None and bool((lengths >= x.shape[-1]).all()):
-            lengths = None  # nothing padded: take the unmasked fast path
         if self.task.windows:
             mu = x.mean(dim=-1, keepdim=True)  # (B, C, 1)
             sd = x.std(dim=-1, keepdim=True).clamp_min(1e-5) if x.shape[-1] > 1 else torch.ones_like(mu)
@@ -92,19 +91,24 @@ class HybridModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._seen = torch.zeros((), device=self.device), 0
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths, y = batch
         loss = self._loss(self(x, lengths), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}")
+        # Nothing here waits on the device: the loss is checked on it, and read once an epoch.
+        self._finite &= torch.isfinite(loss)
         # Summed here and logged once, at the epoch's last batch: self.log at every step costs as
         # much as a small model's optimiser step.
         self._loss_sum += loss.detach() * len(x)
         self._seen += len(x)
         if self.trainer.is_last_batch:
-            self.log("train_loss", self._loss_sum / self._seen, on_step=False, on_epoch=True)
+            self.log("train_loss", self._loss_sum / self._seen, on_step=False, on_epoch=True, batch_size=1)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if not bool(self._finite):  # the epoch's one host synchronisation
+            raise FloatingPointError(f"training loss is not finite at epoch {self.current_epoch}")
 
     def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> Tensor:
         x, lengths, y = batch
@@ -202,7 +206,8 @@ def _predict(
     outs = []
     for i in range(0, len(X), batch_size):
         x = torch.from_numpy(X[i : i + batch_size]).to(module.device)
-        lens = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=module.device)
+        part = None if lengths is None else lengths[i : i + batch_size]
+        lens = None if unpadded(part, X.shape[-1]) else torch.as_tensor(part, device=module.device)
         outs.append(module(x, lens).cpu())
     module.train(was_training)
     out = torch.cat(outs).numpy()

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from optuna_integration import PyTorchLightningPruningCallback
 
 from hybridsearch.data import TaskData
+from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
 from hybridsearch.layout import StudyLayout
 from hybridsearch.module import HybridModule
@@ -177,8 +178,9 @@ class Objective:
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if validate else 0,
         )
-        val = data.loader("val", max(batch_size, 256)) if validate else None
-        trainer.fit(module, data.loader("train", batch_size, shuffle=True, seed=seed or 0), val)
+        device = trainer.strategy.root_device  # the data moves there once, not per batch
+        val = data.batches("val", max(batch_size, 256), device=device) if validate else None
+        trainer.fit(module, data.batches("train", batch_size, shuffle=True, seed=seed or 0, device=device), val)
         return module, trainer
 
     def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
@@ -256,14 +258,23 @@ class Objective:
 
 @torch.no_grad()
 def latency_ms(module: HybridModule, data: TaskData, repeats: int = 3) -> float:
-    """Milliseconds per series to predict the validation split in one batch (best of ``repeats``)."""
+    """Milliseconds per series to predict the validation split in one batch (best of ``repeats``),
+    waiting for the device to finish each time (CUDA runs asynchronously)."""
     module.eval()
     x = torch.from_numpy(data.val.X).to(module.device)
-    lengths = torch.from_numpy(data.val.lengths).to(module.device)
+    lengths = None if unpadded(data.val.lengths, data.seq_len) else torch.from_numpy(data.val.lengths).to(x.device)
     module(x, lengths)  # warm-up: the first call pays for allocations
+    synchronize(x.device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         module(x, lengths)
+        synchronize(x.device)
         times.append(time.perf_counter() - start)
     return round(1000 * min(times) / max(1, len(x)), 4)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the kernels queued on a CUDA device (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

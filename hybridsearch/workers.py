@@ -30,16 +30,25 @@ from hybridsearch.session import Session, open_session, quiet_libraries
 from hybridsearch.storage import MAX_RETRY
 
 
-def visible_gpus() -> list[int]:
+def visible_gpus() -> list[str]:
+    """This process's GPUs, in torch's order, each as the ``CUDA_VISIBLE_DEVICES`` entry that
+    selects it: the parent's own entries (indices, GPU UUIDs or MIG names) where it has a list,
+    so a worker given entry i sees exactly the GPU that torch calls ``cuda:i`` here."""
     import torch
 
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    parent = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if parent is None or not parent.strip():
+        return [str(i) for i in range(count)]
+    entries = [e.strip() for e in parent.split(",") if e.strip()]
+    return entries[:count]
 
 
 def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int = 1) -> list[str | None]:
-    """The device of each worker: a CUDA_VISIBLE_DEVICES value, or None for a CPU worker.
+    """The device of each worker: a ``CUDA_VISIBLE_DEVICES`` value, or None for a CPU worker.
 
-    ``[None]`` means one worker, in this process.
+    ``study.gpus`` lists torch's indices of the GPUs this command sees (0 is the first visible
+    one, whatever physical GPU that is). ``[None]`` means one worker, in this process.
     """
     if per_gpu < 1:
         raise ConfigError(f"study.workers_per_gpu: must be 1 or more, got {per_gpu}")
@@ -47,14 +56,22 @@ def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int = 1) -> lis
         raise ConfigError(f"study.n_workers: must be 1 or more (or null for one per GPU), got {n_workers}")
     available = visible_gpus()
     if gpus is not None:
-        unknown = sorted(set(gpus) - set(available))
+        unknown = sorted(set(gpus) - set(range(len(available))))
         if unknown:
-            raise ConfigError(f"study.gpus: GPU(s) {unknown} not visible; visible: {available or 'none'}")
-    devices = [str(g) for g in (gpus if gpus is not None else available) for _ in range(per_gpu)]
+            visible = list(range(len(available))) or "none"
+            raise ConfigError(f"study.gpus: GPU(s) {unknown} not visible; visible: {visible}")
+    chosen = [available[g] for g in gpus] if gpus is not None else available
+    devices = [entry for entry in chosen for _ in range(per_gpu)]
     if not devices:
         return [None] * (n_workers or 1)
     n = n_workers or len(devices)
     return [devices[i % len(devices)] for i in range(n)]
+
+
+def thread_limit(n_workers: int) -> int:
+    """CPU threads per worker process: the cores shared out, so workers (GPU ones too, which still
+    run the data path and Python on the CPU) don't oversubscribe them."""
+    return max(1, (os.cpu_count() or 1) // max(1, n_workers))
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -65,13 +82,10 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
     """Start one worker process per device and wait for them, recovering the trials of any that die."""
     config = session.layout.worker_config
     OmegaConf.save(session.cfg, config, resolve=True)
-    cpu_workers = sum(d is None for d in devices)
-    threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+    threads = str(thread_limit(len(devices)))
     procs: list[subprocess.Popen] = []
     for index, device in enumerate(devices):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device if device is not None else ""}
-        if device is None:
-            env["OMP_NUM_THREADS"] = str(threads)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device if device is not None else "", "OMP_NUM_THREADS": threads}
         args = {
             "index": index,
             "deadline": deadline,

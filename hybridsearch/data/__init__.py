@@ -13,11 +13,10 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from hybridsearch.config import DataConfig
 from hybridsearch.data.arrays import Series, channel_stats, fill_gaps, handle_missing, stratified_split
+from hybridsearch.data.batches import Batches
 from hybridsearch.data.bundled import FORECAST_SERIES, bundled_names, load_bundled, load_bundled_series
 from hybridsearch.data.files import load_panel, load_series
 from hybridsearch.data.forecasting import ForecastSeries, forecast_metrics, split_points
@@ -139,17 +138,9 @@ class TaskData:
             kind = "regression"
         return f"{self.name}: {sizes}, {self.in_channels} channel(s) x {self.seq_len} steps, {kind}"
 
-    def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        """Minibatches ``(x, lengths, y)`` sliced from memory: one indexing op per batch, no collation."""
-        s: Series = getattr(self, split)
-        dataset = TensorDataset(torch.from_numpy(s.X), torch.from_numpy(s.lengths), torch.from_numpy(s.y))
-        if shuffle:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        else:
-            sampler = SequentialSampler(dataset)
-        # A last batch of one sample would break BatchNorm's training statistics: drop it.
-        drop_last = shuffle and len(s) % batch_size == 1 and len(s) > 1
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, device="cpu") -> Batches:
+        """Minibatches ``(x, lengths, y)`` of a split, indexed on ``device`` (:mod:`.batches`)."""
+        return Batches(getattr(self, split), batch_size, shuffle=shuffle, seed=seed, device=device)
 
     def baseline(self) -> dict[str, float] | None:
         """Forecasting: the seasonal-naive forecast's test metrics, on the same test windows."""
