@@ -9,8 +9,11 @@ Example:
     ['cascade', 'conv_gated']
 """
 
+import time
 from importlib import import_module
 from typing import Any
+
+LAUNCHED = time.time()  # the command's start: study.timeout counts from here, imports included
 
 # public name -> the module that defines it
 _EXPORTS = {

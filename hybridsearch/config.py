@@ -18,7 +18,7 @@ from omegaconf import MISSING, OmegaConf
 class StudyConfig:
     name: str = "timeseries"  # Optuna study, MLflow experiment and folder studies/<name>/
     n_trials: int | None = 30  # finished trials to add in this invocation; null: until study.timeout
-    timeout: float | None = None  # seconds; stop starting new trials after this
+    timeout: float | None = None  # seconds for the whole command: the search stops in time for the final model
     seed: int | None = 0  # sampler seed; also seeds each trial's weights and batches
     root: str = "studies"  # where embedded storage, MLflow data and study folders live
     storage: str = "sqlite:///${study.root}/optuna.db"  # any Optuna storage URL (sqlite, postgresql)
@@ -33,6 +33,7 @@ class StudyConfig:
     # one refit on training + validation data; <2 (or multi-objective): the best trial, refit
     ensemble: int = 10
     baseline: bool = True  # score MiniRocket on the same folds and on test, beside the search
+    topology_share: float = 0.15  # each searched topology gets at least this share of the trials
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

@@ -6,7 +6,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from optuna_integration import PyTorchLightningPruningCallback
 
+from hybridsearch.budget import OutOfTime
 from hybridsearch.data import TaskData
 from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
@@ -91,6 +92,7 @@ class Objective:
         self.layout, self.tracker, self.seed, self.fold_seed = layout, tracker, seed, fold_seed
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
         self.objectives = tuple(objectives)
+        self.time_left: Callable[[], float] | None = None  # the search's clock: trials stop when it runs out
 
     def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
         """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
@@ -196,22 +198,28 @@ class Objective:
         for i, split in enumerate(splits):
             recorder = ValidationRecorder(self.metric)
             callbacks: list[L.Callback] = [recorder]
+            if self.time_left is not None:
+                callbacks.append(OutOfTime(self.time_left))
             if i == 0:
                 callbacks.append(RecordDevice(trial))
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
                 if not self.objectives:  # Optuna prunes single-objective studies only
                     callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
-            module, _ = self.fit(
-                params,
-                split,
-                seed=None if seed is None else seed + 1000 * i,
-                callbacks=callbacks,
-                max_epochs=epochs,
-                stop_early=i == 0,
-            )
-            epochs = epochs or recorder.epochs
             recorders.append(recorder)
+            try:
+                module, _ = self.fit(
+                    params,
+                    split,
+                    seed=None if seed is None else seed + 1000 * i,
+                    callbacks=callbacks,
+                    max_epochs=epochs,
+                    stop_early=i == 0,
+                )
+            except optuna.TrialPruned:
+                trial.set_user_attr("epochs", sum(r.epochs for r in recorders))  # what the budget paid for it
+                raise
+            epochs = epochs or recorder.epochs
         epoch, oof, metrics = trial_scores(data.task, recorders, indices, pool.y, self.direction, module.y_std)
         value = metrics.get(self.metric)
         if value is None:  # a metric the OOF predictions do not give: the fold-averaged curve's

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from hybridsearch.budget import SearchClock, TopologyShare
 from hybridsearch.config import data_config
 from hybridsearch.data import TaskData, prepare
 from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
@@ -234,6 +234,7 @@ class Session:
     enqueue: list[dict[str, Any]]
     cv_folds: int = 1  # data.cv_folds, "auto" resolved for this data
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
+    baselines: dict[str, Any] | None = None  # the reference's scores, measured before the search
 
     @property
     def fold_seed(self) -> int:
@@ -269,12 +270,23 @@ class Session:
         seed = cfg.study.seed
         seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
         self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
-        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        clock = SearchClock(deadline, cfg.study.ensemble, self.cv_folds)
+        clock.update(self.study)
+        timeout = None if deadline is None else max(0.0, clock.left())
         stop = [StopAt(n_trials, self.invocation)] if n_trials is not None else []
         if n_trials is not None and finished(self.study.trials, self.invocation) >= n_trials:
             return
+        if timeout == 0.0:
+            return
+        share = TopologyShare(self.space.topologies, cfg.study.topology_share)
+        objective = self.objective()
+        objective.time_left = clock.left if deadline is not None else None
         self.study.optimize(
-            self.objective(), timeout=timeout, callbacks=[*stop, *callbacks], catch=(Exception,), gc_after_trial=False
+            objective,
+            timeout=timeout,
+            callbacks=[clock, share, *stop, *callbacks],
+            catch=(Exception,),
+            gc_after_trial=False,
         )
 
 

@@ -14,20 +14,22 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hybridsearch import workers
+from hybridsearch import LAUNCHED, workers
 from hybridsearch.errors import command_line
 from hybridsearch.progress import Progress
 from hybridsearch.report import attach_report
-from hybridsearch.results import Summary, dashboard_note, printout, summarize
+from hybridsearch.results import Summary, dashboard_note, printout, reference_baselines, reference_line, summarize
 from hybridsearch.session import open_session, quiet_libraries
 
 
-def run_study(cfg: DictConfig) -> Summary:
+def run_study(cfg: DictConfig, *, started: float | None = None) -> Summary:
     """Run (or resume) the study that ``cfg`` describes and return its summary.
 
     ``study.n_trials`` more trials are added, by one worker in this process or by worker
     processes (one per GPU, or CPU workers sharing the cores) that pull trials from the study.
+    ``study.timeout`` counts from ``started`` (default: now; the command line passes its launch).
     """
+    started = time.time() if started is None else started
     with quiet_libraries():
         session = open_session(cfg)
         devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
@@ -37,7 +39,7 @@ def run_study(cfg: DictConfig) -> Summary:
             for params in session.enqueue:
                 study.enqueue_trial(params, skip_if_exists=True)
         layout.folder.mkdir(parents=True, exist_ok=True)
-        deadline = None if cfg.study.timeout is None else time.time() + cfg.study.timeout
+        deadline = None if cfg.study.timeout is None else started + cfg.study.timeout
         session.tracker.start_parent(
             f"{cfg.study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             params={
@@ -50,6 +52,9 @@ def run_study(cfg: DictConfig) -> Summary:
             tags={"optuna_storage": cfg.study.storage, "optuna_study": cfg.study.name, "data": data.describe()},
         )
         print(_opening_line(session, n_before, devices))
+        if cfg.study.baseline:  # first, inside the budget: a yardstick for the search
+            session.baselines = reference_baselines(session)
+            print(reference_line(session.baselines), flush=True)
         OmegaConf.save(cfg, layout.config, resolve=True)  # what the report and predict re-read
         dashboard_note(session, len(devices))
         progress = Progress(cfg.study.n_trials, session.metric, session.invocation)
@@ -93,4 +98,4 @@ def _opening_line(session: Any, n_before: int, devices: list[str | None]) -> str
 def main(cfg: DictConfig) -> None:
     """The command line's task: run the study, then print what it found. Inside Hydra's job, so
     that bad input is reported here, in one line, rather than by Hydra's job runner."""
-    print(printout(run_study(cfg)))
+    print(printout(run_study(cfg, started=LAUNCHED)))

@@ -7,8 +7,16 @@
 """
 
 from hybridsearch.results._dashboard import dashboard_commands, dashboard_note
-from hybridsearch.results._final import summarize
-from hybridsearch.results._printout import printout
+from hybridsearch.results._final import reference_baselines, summarize
+from hybridsearch.results._printout import printout, reference_line
 from hybridsearch.results._summary import Summary
 
-__all__ = ["Summary", "dashboard_commands", "dashboard_note", "printout", "summarize"]
+__all__ = [
+    "Summary",
+    "dashboard_commands",
+    "dashboard_note",
+    "printout",
+    "reference_baselines",
+    "reference_line",
+    "summarize",
+]

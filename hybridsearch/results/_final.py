@@ -54,13 +54,14 @@ def summarize(session: Session) -> Summary:
         mlflow_parent_run_id=tracker.parent_run_id,
         cv_folds=session.cv_folds,
         **_counts(study.get_trials(deepcopy=False)),
+        topologies=_by_topology(study),
     )
     shutil.rmtree(layout.ensemble, ignore_errors=True)  # a former run's; load_best would prefer it
     best = best_trial(study)
     if best is not None:
         _final_model(session, best, summary)
     if cfg.study.baseline:
-        summary.baselines = _baselines(session, best)
+        summary.baselines = session.baselines or reference_baselines(session)
     if tracker.parent_run_id:
         tracker.log_metrics(tracker.parent_run_id, _parent_metrics(summary))
         if summary.checkpoint:
@@ -85,6 +86,24 @@ def _counts(trials: list[FrozenTrial]) -> dict[str, Any]:
         "trials": {state: counts.get(state, 0) for state in ("complete", "pruned", "fail", "running", "waiting")},
         "failures": dict(failures.most_common()),
     }
+
+
+def _by_topology(study) -> dict[str, dict[str, Any]]:
+    """Per topology: its trials by state, the epochs they trained, and its best selection score."""
+    out: dict[str, dict[str, Any]] = {}
+    best = {t.params.get("topology"): t for t in reversed(ranked(study))}  # each topology's best
+    for t in study.get_trials(deepcopy=False):
+        name = t.params.get("topology")
+        if name is None or not t.state.is_finished():
+            continue
+        row = out.setdefault(name, {"trials": 0, "complete": 0, "pruned": 0, "fail": 0, "epochs": 0, "best": None})
+        row["trials"] += 1
+        row[t.state.name.lower()] = row.get(t.state.name.lower(), 0) + 1
+        row["epochs"] += int(t.user_attrs.get("epochs", 0))
+    for name, t in best.items():
+        if name in out:
+            out[name]["best"] = primary(t)
+    return dict(sorted(out.items()))
 
 
 def _final_model(session: Session, best: FrozenTrial, summary: Summary) -> None:
@@ -189,8 +208,10 @@ def _oof_file(session: Session, trial: FrozenTrial) -> Path | None:
     return source if source.is_file() else None
 
 
-def _baselines(session: Session, best: FrozenTrial | None) -> dict[str, Any]:
-    data = session.data if best is None else session.data.for_trial(best.params)
+def reference_baselines(session: Session) -> dict[str, Any]:
+    """The reference on the study's own folds (or windows) and test split: MiniRocket, or AutoETS
+    for forecasting."""
+    data = session.data
     if data.task.windows:
         return {ETS: ets(data)}
     return {MINIROCKET: minirocket(data, session.cv_folds, session.fold_seed, seed=session.cfg.study.seed or 0)}

@@ -22,12 +22,22 @@ def _how(s: Summary) -> str:
     return f"{s.cv_folds}-fold out of fold" if s.cv_folds > 1 else "validation split"
 
 
+LABELS = {"minirocket": ("MiniRocket", "same folds"), "ets": ("AutoETS", "same windows")}
+
+
+def reference_line(baselines: dict[str, Any]) -> str:
+    """The reference's cross-validated score, printed before the search starts (its test score waits)."""
+    return "\n".join(
+        f"reference {LABELS[name][0]} ({LABELS[name][1]}): CV {_scores(scores['cv'])} ({scores['seconds']:.0f} s)"
+        for name, scores in baselines.items()
+    )
+
+
 def _reference_lines(s: Summary) -> list[str]:
     """The reference baseline beside the search, and a plain word when it does better."""
     lines = []
     for name, scores in (s.baselines or {}).items():
-        label = {"minirocket": "MiniRocket", "ets": "AutoETS"}.get(name, name)
-        same = "same windows" if name == "ets" else "same folds"
+        label, same = LABELS[name]
         lines.append(f"reference {label} ({same}): CV {_scores(scores['cv'])} | test {_scores(scores['test'])}")
         key = test_key(s.metric)
         cv = scores["cv"].get(key) if key else None
@@ -47,6 +57,11 @@ def printout(summary: Summary) -> str:
     s, t = summary, summary.trials
     lines = [f"\nstudy {s.study!r}: {t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed"]
     lines += [f"  failed x{n}: {reason}" for reason, n in s.failures.items()]
+    if s.topologies:
+        lines.append(f"  {'topology':<18} {'trials':>6} {'pruned':>6} {'epochs':>7}  best {s.metric}")
+        for name, row in s.topologies.items():
+            best = "-" if row["best"] is None else f"{row['best']:.4f}"
+            lines.append(f"  {name:<18} {row['trials']:>6} {row['pruned']:>6} {row['epochs']:>7}  {best}")
     if s.best_trial is None:
         lines.append("no trial completed yet: no best model")
     else:

@@ -25,6 +25,8 @@ class Summary:
     tracking_uri: str
     trials: dict[str, int] = field(default_factory=dict)  # complete, pruned, fail, running, waiting
     failures: dict[str, int] = field(default_factory=dict)  # reason -> how many failed trials
+    # topology -> {"trials", "complete", "pruned", "fail", "epochs", "best"}: did each one get a hearing?
+    topologies: dict[str, dict[str, Any]] = field(default_factory=dict)
     mlflow_parent_run_id: str | None = None
     cv_folds: int = 1  # folds each trial was scored on (1: the validation split)
     # The best trial, by hybridsearch.ranking; None until a trial completes.

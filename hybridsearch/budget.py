@@ -1,0 +1,95 @@
+"""How a study spends its budget: the search stops in time for what comes after it, and every
+searched topology gets its share of trials.
+
+``study.timeout`` bounds the whole command, not only the search: the final model's refits (one
+per selected trial, each as long as that trial's chosen epoch count on all training data) and the
+scoring, registering and report after them are estimated from the trials' measured epoch times
+and kept out of the search's time. A trial still running when the search's time is up is pruned
+at its next epoch ("out of time").
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hybridsearch.ranking import ranked
+
+AFTER_SEARCH_S = 15.0  # scoring on test, registering the model, the report: about 10 s on 2 cores
+
+
+def refit_seconds(trial: FrozenTrial, cv_folds: int) -> float:
+    """A trial's refit on all training data: its chosen epoch count at its measured pace, each
+    epoch on k/(k-1) times a fold's training data."""
+    epochs = int(trial.user_attrs.get("best_epoch", 0)) + 1
+    pace = float(trial.user_attrs.get("seconds_per_epoch", 0.0))
+    return epochs * pace * (cv_folds / (cv_folds - 1) if cv_folds > 1 else 1.0)
+
+
+def after_search_seconds(study: optuna.Study, ensemble: int, cv_folds: int) -> float:
+    """The estimated time from the search's end to the command's: the refits of as many top
+    trials as the ensemble may select, and the rest."""
+    top = ranked(study)[: max(1, ensemble)]
+    return AFTER_SEARCH_S + sum(refit_seconds(t, cv_folds) for t in top)
+
+
+class SearchClock:
+    """The search's deadline: the command's, less what comes after the search (re-estimated as
+    trials finish). ``deadline`` None: no time limit."""
+
+    def __init__(self, deadline: float | None, ensemble: int, cv_folds: int) -> None:
+        self.deadline, self.ensemble, self.cv_folds = deadline, ensemble, cv_folds
+        self.reserve = AFTER_SEARCH_S
+
+    def update(self, study: optuna.Study) -> None:
+        self.reserve = after_search_seconds(study, self.ensemble, self.cv_folds)
+
+    def left(self) -> float:
+        """Seconds the search has left (infinite without a deadline)."""
+        return float("inf") if self.deadline is None else self.deadline - self.reserve - time.time()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """An Optuna callback: re-estimate, and stop starting trials once the time is up."""
+        self.update(study)
+        if self.left() <= 0:
+            study.stop()
+
+
+class OutOfTime(L.Callback):
+    """Prunes the running trial at the end of an epoch once ``left()`` says the search's time is up."""
+
+    def __init__(self, left: Callable[[], float]) -> None:
+        self.left = left
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.left() <= 0:
+            raise optuna.TrialPruned("out of time: study.timeout leaves no more time for this trial")
+
+
+class TopologyShare:
+    """An Optuna callback that keeps every searched topology at ``share`` of the trials or more:
+    when one falls behind, a trial of it is queued (its other parameters left to the sampler), so
+    an early winner cannot starve the others before they were heard."""
+
+    def __init__(self, topologies: Sequence[str], share: float) -> None:
+        self.topologies, self.share = list(topologies), share
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(self.topologies) < 2 or self.share <= 0:
+            return
+        trials = study.get_trials(deepcopy=False)
+        counts = Counter(
+            t.params.get("topology") or t.system_attrs.get("fixed_params", {}).get("topology") for t in trials
+        )
+        waiting = {
+            t.system_attrs.get("fixed_params", {}).get("topology") for t in trials if t.state == TrialState.WAITING
+        }
+        total = len(trials)
+        for topology in self.topologies:
+            if topology not in waiting and counts[topology] < self.share * total:
+                study.enqueue_trial({"topology": topology})

@@ -1,0 +1,105 @@
+"""The budget: the search stops in time for the final model, and every topology gets its share."""
+
+import time
+
+import optuna
+import pytest
+from helpers import load
+
+from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds
+
+TOPOLOGIES = ["feature_extractor", "parallel", "cascade", "conv_gated"]
+
+
+def finished(study, value: float, epoch: int, pace: float, topology: str = "parallel") -> None:
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=value,
+            params={"topology": topology},
+            distributions={"topology": optuna.distributions.CategoricalDistribution(TOPOLOGIES)},
+            user_attrs={"best_epoch": epoch, "seconds_per_epoch": pace},
+        )
+    )
+
+
+def test_the_search_reserves_the_refits_of_the_top_trials_and_what_follows() -> None:
+    study = optuna.create_study(direction="maximize")
+    finished(study, 0.9, epoch=9, pace=0.5)  # refit: 10 epochs x 0.5 s x 5/4 (all training data)
+    finished(study, 0.8, epoch=19, pace=1.0)  # 20 x 1.0 x 5/4
+    finished(study, 0.7, epoch=99, pace=1.0)  # outside the top 2: not refit
+    assert refit_seconds(study.trials[0], 5) == pytest.approx(6.25)
+    clock = SearchClock(time.time() + 100, ensemble=2, cv_folds=5)
+    clock.update(study)
+    assert clock.reserve == pytest.approx(AFTER_SEARCH_S + 6.25 + 25.0)
+    assert 100 - clock.reserve - 1 < clock.left() <= 100 - clock.reserve
+    assert SearchClock(None, 2, 5).left() == float("inf")
+
+
+def test_the_search_stops_starting_trials_once_its_time_is_up() -> None:
+    study = optuna.create_study(direction="maximize")
+    finished(study, 0.9, epoch=99, pace=1.0)  # a 125-s refit to come
+    clock = SearchClock(time.time() + 60, ensemble=1, cv_folds=5)
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    clock(study, study.trials[0])
+    assert stopped and clock.left() < 0
+
+
+def test_a_trial_running_when_time_is_up_is_pruned_at_its_next_epoch(tmp_path) -> None:
+    from hybridsearch.layout import StudyLayout
+    from hybridsearch.objective import Objective
+    from hybridsearch.search_space import parse_space
+
+    objective = Objective(
+        data=load("ItalyPowerDemand"),
+        space=parse_space({"topology": ["fcn"], "model": {}, "training": {}}),
+        trainer_cfg={
+            "_target_": "lightning.pytorch.Trainer",
+            "max_epochs": 50,
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
+        callbacks_cfg={},
+        metric="val_acc",
+        direction="maximize",
+        layout=StudyLayout.of(tmp_path, "s"),
+    )
+    end = time.time()
+    objective.time_left = lambda: end - time.time()  # already out of time after the first epoch
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "PRUNED"
+
+
+def test_out_of_time_waits_while_time_is_left() -> None:
+    class Trainer:
+        pass
+
+    OutOfTime(lambda: 1.0).on_train_epoch_end(Trainer(), None)  # time left: nothing happens
+    with pytest.raises(optuna.TrialPruned, match="out of time"):
+        OutOfTime(lambda: 0.0).on_train_epoch_end(Trainer(), None)
+
+
+def test_every_topology_is_queued_when_it_falls_behind_its_share() -> None:
+    study = optuna.create_study(direction="maximize")
+    for i in range(10):
+        finished(study, 0.5 + i / 100, epoch=1, pace=0.1, topology="parallel")
+    share = TopologyShare(TOPOLOGIES, 0.15)
+    share(study, study.trials[-1])
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert sorted(w["topology"] for w in waiting) == ["cascade", "conv_gated", "feature_extractor"]
+    share(study, study.trials[-1])  # already queued: not again
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 3
+    # A queued trial fixes only the topology; the sampler chooses the rest.
+    trial = study.ask()
+    assert trial.suggest_categorical("topology", TOPOLOGIES) in {"cascade", "conv_gated", "feature_extractor"}
+
+
+def test_a_topology_at_its_share_is_not_queued_again() -> None:
+    study = optuna.create_study(direction="maximize")
+    for i, topology in enumerate(["parallel", "cascade"] * 3):
+        finished(study, 0.5 + i / 100, epoch=1, pace=0.1, topology=topology)
+    TopologyShare(["parallel", "cascade"], 0.15)(study, study.trials[-1])
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
