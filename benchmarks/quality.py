@@ -294,7 +294,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-bench-")) if not args.no_run else ROOT
     if not args.no_run:
-        print(f"studies of this run: {root} (benchmarks/final_model.py re-finishes them)", flush=True)
+        print(f"studies of this run: {root}", flush=True)
     log = RunLog(args.out / "runs.jsonl", fresh=args.fresh)
     setup = f"budget {args.budget:.0f} s per dataset and seed, seeds {args.seeds}, 2-core CPU"
     if args.ablation:
@@ -347,8 +347,6 @@ def write_readme(results: Path) -> None:
     if (results / "ablation.md").exists():
         block += "\nSearch strategies with the same budget (test accuracy of the final model):\n\n"
         block += (results / "ablation.md").read_text()
-    if (results / "final_model.md").exists():  # benchmarks/final_model.py
-        block += "\nThe final model, by how many top trials it averages:\n\n" + (results / "final_model.md").read_text()
     block += f"\n![test accuracy]({(results / 'quality.png').relative_to(ROOT)})\n"
     speed = sorted(results.glob("overhead-*.txt"))
     if speed:

@@ -73,23 +73,25 @@ class OutOfTime(L.Callback):
 
 class TopologyShare:
     """An Optuna callback that keeps every searched topology at ``share`` of the trials or more:
-    when one falls behind, a trial of it is queued (its other parameters left to the sampler), so
-    an early winner cannot starve the others before they were heard."""
+    when one falls behind, one trial of it is queued (its other parameters left to the sampler),
+    so an early winner cannot starve the others before they were heard. Nothing is queued once
+    ``more()`` says this command starts no more trials, so none is left waiting after it."""
 
-    def __init__(self, topologies: Sequence[str], share: float) -> None:
-        self.topologies, self.share = list(topologies), share
+    def __init__(self, topologies: Sequence[str], share: float, more: Callable[[optuna.Study], bool]) -> None:
+        self.topologies, self.share, self.more = list(topologies), share, more
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(self.topologies) < 2 or self.share <= 0:
+        if len(self.topologies) < 2 or self.share <= 0 or not self.more(study):
             return
         trials = study.get_trials(deepcopy=False)
-        counts = Counter(
-            t.params.get("topology") or t.system_attrs.get("fixed_params", {}).get("topology") for t in trials
-        )
-        waiting = {
-            t.system_attrs.get("fixed_params", {}).get("topology") for t in trials if t.state == TrialState.WAITING
-        }
-        total = len(trials)
-        for topology in self.topologies:
-            if topology not in waiting and counts[topology] < self.share * total:
-                study.enqueue_trial({"topology": topology})
+        if any(t.state == TrialState.WAITING for t in trials):
+            return  # a queued trial comes next anyway
+        counts = Counter(topology_of(t) for t in trials)
+        behind = min(self.topologies, key=lambda name: counts[name])
+        if counts[behind] < self.share * len(trials):
+            study.enqueue_trial({"topology": behind})
+
+
+def topology_of(trial: FrozenTrial) -> str | None:
+    """A trial's topology: sampled, or fixed when it was queued."""
+    return trial.params.get("topology") or trial.system_attrs.get("fixed_params", {}).get("topology")

@@ -278,13 +278,18 @@ class Session:
             return
         if timeout == 0.0:
             return
-        share = TopologyShare(self.space.topologies, cfg.study.topology_share)
+
+        def more(study: optuna.Study) -> bool:  # whether this command starts another trial
+            done = n_trials is not None and finished(study.get_trials(deepcopy=False), self.invocation) >= n_trials
+            return not done and clock.left() > 0
+
+        share = TopologyShare(self.space.topologies, cfg.study.topology_share, more)
         objective = self.objective()
         objective.time_left = clock.left if deadline is not None else None
         self.study.optimize(
             objective,
             timeout=timeout,
-            callbacks=[clock, share, *stop, *callbacks],
+            callbacks=[clock, *stop, share, *callbacks],
             catch=(Exception,),
             gc_after_trial=False,
         )

@@ -82,24 +82,28 @@ def test_out_of_time_waits_while_time_is_left() -> None:
         OutOfTime(lambda: 0.0).on_train_epoch_end(Trainer(), None)
 
 
-def test_every_topology_is_queued_when_it_falls_behind_its_share() -> None:
+def test_a_topology_behind_its_share_is_queued_one_trial_at_a_time() -> None:
     study = optuna.create_study(direction="maximize")
     for i in range(10):
         finished(study, 0.5 + i / 100, epoch=1, pace=0.1, topology="parallel")
-    share = TopologyShare(TOPOLOGIES, 0.15)
-    share(study, study.trials[-1])
-    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
-    assert sorted(w["topology"] for w in waiting) == ["cascade", "conv_gated", "feature_extractor"]
-    share(study, study.trials[-1])  # already queued: not again
-    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 3
-    # A queued trial fixes only the topology; the sampler chooses the rest.
-    trial = study.ask()
-    assert trial.suggest_categorical("topology", TOPOLOGIES) in {"cascade", "conv_gated", "feature_extractor"}
+    share = TopologyShare(TOPOLOGIES, 0.15, more=lambda study: True)
+    queued = []
+    for _ in range(3):
+        share(study, study.trials[-1])
+        share(study, study.trials[-1])  # one already waits: nothing more
+        waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+        assert len(waiting) == 1
+        # A queued trial fixes only the topology; the sampler chooses the rest.
+        trial = study.ask()
+        queued.append(trial.suggest_categorical("topology", TOPOLOGIES))
+        study.tell(trial, 0.5)
+    assert sorted(queued) == ["cascade", "conv_gated", "feature_extractor"]
 
 
-def test_a_topology_at_its_share_is_not_queued_again() -> None:
+def test_nothing_is_queued_at_its_share_or_when_the_command_stops() -> None:
     study = optuna.create_study(direction="maximize")
     for i, topology in enumerate(["parallel", "cascade"] * 3):
         finished(study, 0.5 + i / 100, epoch=1, pace=0.1, topology=topology)
-    TopologyShare(["parallel", "cascade"], 0.15)(study, study.trials[-1])
+    TopologyShare(["parallel", "cascade"], 0.15, more=lambda study: True)(study, study.trials[-1])
+    TopologyShare(TOPOLOGIES, 0.15, more=lambda study: False)(study, study.trials[-1])  # no trial follows
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))

@@ -15,8 +15,9 @@ from hybridsearch.data import TaskData, prepare
 
 # Small models: every test study searches the default space with narrower widths.
 SMALL = ["space.model.conv_channels.high=32", "space.model.lstm_hidden.high=32"]
-# The default study on a small dataset.
-ITALY = ["+study=timeseries", "data.name=ItalyPowerDemand", *SMALL]
+# The default study on a small dataset, ended by its trial count alone (not also by study.timeout,
+# which a loaded machine would reach first).
+ITALY = ["+study=timeseries", "data.name=ItalyPowerDemand", "study.timeout=null", *SMALL]
 # The shared tiny study (the tiny_study fixture runs it twice: the second run resumes).
 TINY = [*ITALY, "trainer.max_epochs=3", "study.n_trials=3", "study.name=tiny"]
 # A two-trial, two-epoch budget for studies of other tasks.
