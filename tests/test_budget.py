@@ -4,7 +4,7 @@ import time
 
 import optuna
 import pytest
-from helpers import load
+from helpers import fcn_objective
 
 from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds
 
@@ -46,25 +46,7 @@ def test_the_search_stops_starting_trials_once_its_time_is_up() -> None:
 
 
 def test_a_trial_running_when_time_is_up_is_pruned_at_its_next_epoch(tmp_path) -> None:
-    from hybridsearch.layout import StudyLayout
-    from hybridsearch.objective import Objective
-    from hybridsearch.search_space import parse_space
-
-    objective = Objective(
-        data=load("ItalyPowerDemand"),
-        space=parse_space({"topology": ["fcn"], "model": {}, "training": {}}),
-        trainer_cfg={
-            "_target_": "lightning.pytorch.Trainer",
-            "max_epochs": 50,
-            "accelerator": "cpu",
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        },
-        callbacks_cfg={},
-        metric="val_acc",
-        direction="maximize",
-        layout=StudyLayout.of(tmp_path, "s"),
-    )
+    objective = fcn_objective(tmp_path, max_epochs=50)
     end = time.time()
     objective.time_left = lambda: end - time.time()  # already out of time after the first epoch
     study = optuna.create_study(direction="maximize")

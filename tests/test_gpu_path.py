@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import torch
-from helpers import load
+from helpers import fcn_objective, load
 
 from hybridsearch import workers
 from hybridsearch.errors import ConfigError
@@ -169,26 +169,7 @@ def test_timing_waits_for_cuda_kernels(monkeypatch) -> None:
 
 
 def test_a_pruned_trial_says_where_it_ran(tmp_path) -> None:
-    from hybridsearch.layout import StudyLayout
-    from hybridsearch.objective import Objective
-    from hybridsearch.search_space import parse_space
-
-    space = parse_space({"topology": ["fcn"], "model": {}, "training": {}})
-    objective = Objective(
-        data=load("ItalyPowerDemand"),
-        space=space,
-        trainer_cfg={
-            "_target_": "lightning.pytorch.Trainer",
-            "max_epochs": 3,
-            "accelerator": "cpu",
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        },
-        callbacks_cfg={},
-        metric="val_acc",
-        direction="maximize",
-        layout=StudyLayout.of(tmp_path, "s"),
-    )
+    objective = fcn_objective(tmp_path, max_epochs=3)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]

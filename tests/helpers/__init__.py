@@ -104,3 +104,21 @@ def start_mlflow_server(cwd: Path, backend_uri: str, *extra: str) -> tuple[subpr
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
     return serve(cmd, f"{url}/health", cwd), url
+
+
+def fcn_objective(folder: Path, max_epochs: int):
+    """An objective over the small FCN reference alone, on ItalyPowerDemand, training on the CPU."""
+    from hybridsearch.layout import StudyLayout
+    from hybridsearch.objective import Objective
+    from hybridsearch.search_space import parse_space
+
+    trainer = {"_target_": "lightning.pytorch.Trainer", "max_epochs": max_epochs, "accelerator": "cpu"}
+    return Objective(
+        data=load("ItalyPowerDemand"),
+        space=parse_space({"topology": ["fcn"], "model": {}, "training": {}}),
+        trainer_cfg={**trainer, "enable_progress_bar": False, "enable_model_summary": False},
+        callbacks_cfg={},
+        metric="val_acc",
+        direction="maximize",
+        layout=StudyLayout.of(folder, "s"),
+    )
