@@ -223,7 +223,7 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     ]
     if len(study.directions) > 1:
         images.append(pareto(study, study.metric_names or [metric, "objective 2"], out / "pareto.png"))
-    if summary.best_params:
+    if summary.best_params and summary.final:  # a final model was built
         data = prepare(data_config(cfg.data), seed=cfg.study.seed or 0).for_trial(summary.best_params)
         model = load_best(layout.folder)
         predicted = model.predict(data.test.X, data.test.lengths)

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import optuna
@@ -94,11 +95,16 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
         }
         cmd = [sys.executable, "-m", "hybridsearch.workers", str(config), json.dumps(args)]
         procs.append(subprocess.Popen(cmd, env=env))
+    # Ctrl-C sets a flag rather than raising here: a KeyboardInterrupt that lands inside a garbage
+    # collector callback (SQLAlchemy has some) is printed and dropped, and the command would go on.
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     try:
-        _watch(session.study, procs, progress)
-    except KeyboardInterrupt:
-        # They had the terminal's Ctrl-C too and are closing their trials: give them a moment, as
-        # a second Ctrl-C would cut that short; one still running then (the signal came to this
+        _watch(session.study, procs, progress, interrupted)
+        if not interrupted.is_set():
+            return
+        # They had the terminal's Ctrl-C too and are closing their trials: give them a moment (a
+        # second Ctrl-C only sets the flag again); one still running then (the signal came to this
         # process alone) gets its own.
         settle = time.monotonic() + 5.0
         for p in procs:
@@ -113,12 +119,16 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
             except subprocess.TimeoutExpired:
                 p.kill()
         recover(session.study, {worker_id(p.pid) for p in procs})
-        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise KeyboardInterrupt
 
 
-def _watch(study: optuna.Study, procs: list[subprocess.Popen], progress: Progress) -> None:
+def _watch(
+    study: optuna.Study, procs: list[subprocess.Popen], progress: Progress, interrupted: threading.Event
+) -> None:
     lost: set[int] = set()
-    while True:
+    while not interrupted.is_set():
         progress.update(study)
         alive = [p for p in procs if p.poll() is None]
         for p in procs:
@@ -129,7 +139,7 @@ def _watch(study: optuna.Study, procs: list[subprocess.Popen], progress: Progres
                 progress.write(f"worker {worker_id(p.pid)} ended with {how}; {n} trial(s) queued again")
         if not alive:
             break
-        time.sleep(1.0)
+        interrupted.wait(1.0)
     progress.update(study)
 
 

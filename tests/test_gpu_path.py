@@ -73,7 +73,7 @@ def test_gpu_workers_get_a_share_of_the_cores(monkeypatch, tmp_path) -> None:
             return 0
 
     monkeypatch.setattr(workers.subprocess, "Popen", Popen)
-    monkeypatch.setattr(workers, "_watch", lambda study, procs, progress: None)
+    monkeypatch.setattr(workers, "_watch", lambda study, procs, progress, interrupted: None)
     layout = SimpleNamespace(worker_config=tmp_path / "worker.yaml")
     from omegaconf import OmegaConf
 

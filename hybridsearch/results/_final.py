@@ -21,6 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridsearch.data import TaskData
+from hybridsearch.errors import one_line
 from hybridsearch.layout import checkpoint_name
 from hybridsearch.module import load_best
 from hybridsearch.oof import OutOfFold
@@ -59,7 +60,11 @@ def summarize(session: Session) -> Summary:
     shutil.rmtree(layout.ensemble, ignore_errors=True)  # a former run's; load_best would prefer it
     best = best_trial(study)
     if best is not None:
-        _final_model(session, best, summary)
+        try:
+            _final_model(session, best, summary)
+        except Exception as err:  # a refit that diverges, say: the search's record still stands
+            shutil.rmtree(layout.ensemble, ignore_errors=True)
+            summary.final, summary.final_error = None, one_line(err)
     if cfg.study.baseline:
         summary.baselines = session.baselines or reference_baselines(session)
     if tracker.parent_run_id:
@@ -179,12 +184,23 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
         return result  # the best single model is the final one
     folder = session.layout.ensemble
     folder.mkdir(parents=True)
-    for t, _ in members:
+    refit = []
+    for t, w in members:
         path = folder / checkpoint_name(t.number)
         if t.number == best.number:
             shutil.copyfile(session.layout.best_checkpoint, path)
         else:
-            session.objective().refit(t.params, _epochs(t, session.cfg), path)
+            try:
+                session.objective().refit(t.params, _epochs(t, session.cfg), path)
+            except Exception as err:  # a member whose refit diverges is left out
+                result.setdefault("left_out", {})[t.number] = one_line(err)
+                continue
+        refit.append((t, w))
+    if len(refit) < 2:
+        shutil.rmtree(folder)
+        return result
+    members = [(t, w / sum(w for _, w in refit)) for t, w in refit]
+    result["trials"], result["weights"] = [t.number for t, _ in members], [round(w, 4) for _, w in members]
     weights = {checkpoint_name(t.number): w for t, w in members}
     session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
     result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
@@ -221,9 +237,10 @@ def _parent_metrics(summary: Summary) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if summary.best_value is not None:
         metrics[f"best_{summary.metric}"] = summary.best_value
-        metrics["selection_score"] = summary.selection_score
-        metrics |= {f"test_{k}": v for k, v in summary.test_metrics.items()}
-        metrics |= {f"single_test_{k}": v for k, v in summary.single_test_metrics.items()}
+        if summary.selection_score is not None:
+            metrics["selection_score"] = summary.selection_score
+        metrics |= {f"test_{k}": v for k, v in (summary.test_metrics or {}).items()}
+        metrics |= {f"single_test_{k}": v for k, v in (summary.single_test_metrics or {}).items()}
     for name, scores in (summary.baselines or {}).items():
         for split in ("cv", "test"):
             metrics |= {f"{name}_{split}_{k}": v for k, v in scores.get(split, {}).items()}

@@ -64,6 +64,11 @@ def printout(summary: Summary) -> str:
             lines.append(f"  {name:<18} {row['trials']:>6} {row['pruned']:>6} {row['epochs']:>7}  {best}")
     if s.best_trial is None:
         lines.append("no trial completed yet: no best model")
+    elif s.final_error:
+        lines.append(
+            f"best trial #{s.best_trial}: {s.best_params.get('topology')}, selection {s.metric} {s.best_value:.4f}"
+        )
+        lines.append(f"final model: not built: {s.final_error}")
     else:
         params = dict(s.best_params)
         topology = params.pop("topology")

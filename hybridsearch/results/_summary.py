@@ -37,6 +37,7 @@ class Summary:
     mlflow_run_id: str | None = None  # the best trial's run
     # The final model (what load_best returns): "ensemble" or "best" (the best trial, refit).
     final: str | None = None
+    final_error: str | None = None  # why the final model could not be built (its refit diverged, say)
     test_metrics: Metrics | None = None  # the final model's
     selection_score: float | None = None  # what selection promised for it: its OOF metric
     optimism: dict[str, Any] | None = None  # {"metric": "accuracy", "value": selection score - test}
