@@ -91,7 +91,7 @@ def test_mlflow_server_and_optuna_dashboard_serve_the_study(tiny_study) -> None:
     env = {**os.environ, "HOME": str(cwd)}  # gunicorn writes to $HOME/.gunicorn
     dashboard = serve(
         [
-            "optuna-dashboard",
+            str(Path(sys.executable).parent / "optuna-dashboard"),  # this environment's, activated or not
             "sqlite:///studies/optuna.db",
             "--artifact-dir",
             "studies/dashboard-artifacts",
