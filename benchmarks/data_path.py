@@ -37,11 +37,6 @@ def best_of(repeats: int, run) -> float:
     return min(times)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="GunPoint")
@@ -57,6 +52,7 @@ def main() -> None:
     from hybridsearch.config import DataConfig
     from hybridsearch.data import prepare
     from hybridsearch.module import HybridModule
+    from hybridsearch.objective import module_for, synchronize
 
     torch.set_num_threads(2)
     device = torch.device(args.device)
@@ -82,18 +78,7 @@ def main() -> None:
 
     def build() -> HybridModule:
         torch.manual_seed(0)
-        x_mean, x_std = data.scaling()
-        return HybridModule(
-            params,
-            in_channels=data.in_channels,
-            n_outputs=data.n_outputs,
-            seq_len=data.seq_len,
-            classes=data.classes,
-            x_mean=x_mean,
-            x_std=x_std,
-            lr=params["lr"],
-            weight_decay=params["weight_decay"],
-        ).to(device)
+        return module_for(params, data, max_epochs=100).to(device)  # 100: HybridModule's default schedule
 
     module = build()
     optimizer = torch.optim.AdamW(module.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])

@@ -45,6 +45,28 @@ class RecordDevice(L.Callback):
 EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
 
 
+def module_for(params: Mapping[str, Any], data: TaskData, *, max_epochs: int) -> HybridModule:
+    """The LightningModule of a trial's parameters, with the scaling of ``data``'s training split;
+    ``max_epochs`` sets its learning-rate schedule's length."""
+    x_mean, x_std = data.scaling()
+    y_mean, y_std = data.target_scaling()
+    return HybridModule(
+        dict(params),
+        task=data.task.name,
+        in_channels=data.in_channels,
+        n_outputs=data.n_outputs,
+        seq_len=data.seq_len,
+        classes=data.classes,
+        x_mean=x_mean,
+        x_std=x_std,
+        y_mean=y_mean,
+        y_std=y_std,
+        targets=data.forecast.targets if data.forecast else None,
+        max_epochs=max_epochs,
+        **{k: v for k, v in training_arguments(params).items() if k != "batch_size"},
+    )
+
+
 class Objective:
     """The function Optuna calls for each trial.
 
@@ -96,24 +118,7 @@ class Objective:
 
     def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
         """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
-        d = data or self.data.for_trial(params)
-        x_mean, x_std = d.scaling()
-        y_mean, y_std = d.target_scaling()
-        return HybridModule(
-            dict(params),
-            task=d.task.name,
-            in_channels=d.in_channels,
-            n_outputs=d.n_outputs,
-            seq_len=d.seq_len,
-            classes=d.classes,
-            x_mean=x_mean,
-            x_std=x_std,
-            y_mean=y_mean,
-            y_std=y_std,
-            targets=d.forecast.targets if d.forecast else None,
-            max_epochs=self.trainer_cfg["max_epochs"],
-            **{k: v for k, v in training_arguments(params).items() if k != "batch_size"},
-        )
+        return module_for(params, data or self.data.for_trial(params), max_epochs=self.trainer_cfg["max_epochs"])
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         run_id: str | None = None
