@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from optuna_integration import PyTorchLightningPruningCallback
 
+from hybridsearch import interrupt
 from hybridsearch.budget import OutOfTime
 from hybridsearch.data import TaskData
 from hybridsearch.data.batches import unpadded
@@ -27,6 +28,13 @@ from hybridsearch.oof import ValidationRecorder, trial_scores
 from hybridsearch.ranking import complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
 from hybridsearch.tracking import Tracker
+
+
+class StopOnCtrlC(L.Callback):
+    """Raises a Ctrl-C that was dropped on its way (see :mod:`hybridsearch.interrupt`) after the batch."""
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        interrupt.check()
 
 
 class RecordDevice(L.Callback):
@@ -128,6 +136,7 @@ class Objective:
                 self.tracker.end_trial(run_id, state, attrs=trial.user_attrs, reason=reason)
 
         try:  # whatever stops the trial is recorded on it, Ctrl-C included
+            interrupt.check()
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             trial.set_user_attr("invocation", self.invocation)
             params = sample(trial, self.space)
@@ -202,7 +211,7 @@ class Objective:
         epochs: int | None = None
         for i, split in enumerate(splits):
             recorder = ValidationRecorder(self.metric)
-            callbacks: list[L.Callback] = [recorder]
+            callbacks: list[L.Callback] = [recorder, StopOnCtrlC()]
             if self.time_left is not None:
                 callbacks.append(OutOfTime(self.time_left))
             if i == 0:

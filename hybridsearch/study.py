@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hybridsearch import LAUNCHED, workers
+from hybridsearch import LAUNCHED, interrupt, workers
 from hybridsearch.errors import command_line
 from hybridsearch.progress import Progress
 from hybridsearch.report import attach_report
@@ -62,7 +62,8 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Summary:
         try:
             try:
                 if devices == [None]:
-                    session.optimize(n_trials=cfg.study.n_trials, deadline=deadline, callbacks=[progress])
+                    with interrupt.catching():
+                        session.optimize(n_trials=cfg.study.n_trials, deadline=deadline, callbacks=[progress])
                 else:
                     workers.launch(session, devices, deadline=deadline, progress=progress)
             finally:

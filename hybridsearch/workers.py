@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from hybridsearch import interrupt
 from hybridsearch.errors import ConfigError
 from hybridsearch.progress import Progress
 from hybridsearch.session import Session, open_session, quiet_libraries
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         session.tracker.parent_run_id = args["parent_run_id"]
         session.invocation = args["invocation"]
         try:
-            session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
+            with interrupt.catching():
+                session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
         except KeyboardInterrupt:
             raise SystemExit(130) from None
 

@@ -1,0 +1,43 @@
+"""Ctrl-C that is dropped on its way (as inside a garbage-collector callback) still stops the study."""
+
+import contextlib
+import os
+import signal
+
+import pytest
+
+from hybridsearch import interrupt
+
+
+def _ctrl_c_dropped() -> None:
+    # what Python does with one raised inside a GC callback: print it and go on
+    with contextlib.suppress(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_dropped_ctrl_c_is_raised_at_the_next_check_and_at_the_end_of_the_block() -> None:
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        _ctrl_c_dropped()
+        assert interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    assert not interrupt.requested()  # cleared for the next command in this process
+    interrupt.check()  # and raises nothing
+
+
+def test_no_ctrl_c_leaves_the_block_alone_and_restores_the_handler() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt.catching():
+        assert signal.getsignal(signal.SIGINT) is not before
+        interrupt.check()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_training_stops_after_the_batch_once_ctrl_c_was_dropped() -> None:
+    from hybridsearch.objective import StopOnCtrlC
+
+    callback = StopOnCtrlC()
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        callback.on_train_batch_end()  # nothing yet
+        _ctrl_c_dropped()
+        callback.on_train_batch_end()
