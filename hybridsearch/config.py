@@ -77,6 +77,9 @@ class TrainerConfig:
 
     _target_: str = "lightning.pytorch.Trainer"
     max_epochs: int = 100
+    # -1: off. Otherwise each trial's epochs are capped where this many optimiser steps are reached
+    # (the training split's batches per epoch x epochs), so small data trains for more epochs.
+    max_steps: int = -1
     min_epochs: int | None = None
     accelerator: str = "auto"
     devices: Any = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hybridsearch.augment import augment
 from hybridsearch.data.batches import unpadded
 from hybridsearch.layout import StudyLayout
 from hybridsearch.search_space import build_model
@@ -30,6 +32,9 @@ class HybridModule(L.LightningModule):
         y_mean, y_std: per-target scaling of regression targets / forecast channels (training split).
         targets: forecasting: the input channels that are forecast.
         lr, weight_decay: AdamW settings; ``max_epochs`` sets the cosine schedule's length.
+        warmup: share of ``max_epochs`` over which the learning rate rises linearly before the cosine.
+        label_smoothing: of the training cross-entropy (classification; validation is scored without).
+        augment: training-time augmentation of each batch (:mod:`hybridsearch.augment`).
 
     Example:
         >>> m = HybridModule({"topology": "fcn"}, in_channels=1, n_outputs=2, seq_len=30, classes=["a", "b"])
@@ -54,6 +59,9 @@ class HybridModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         max_epochs: int = 100,
+        warmup: float = 0.0,
+        label_smoothing: float = 0.0,
+        augment: str = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -95,7 +103,9 @@ class HybridModule(L.LightningModule):
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths, y = batch
-        loss = self._loss(self(x, lengths), y)
+        if self.hparams.augment != "none":
+            x = augment(self.hparams.augment, x, self.x_std, lengths)
+        loss = self.task.loss(self(x, lengths), y, self.y_std, smoothing=float(self.hparams.label_smoothing))
         # Nothing here waits on the device: the loss is checked on it, and read once an epoch.
         self._finite &= torch.isfinite(loss)
         # Summed here and logged once, at the epoch's last batch: self.log at every step costs as
@@ -131,7 +141,15 @@ class HybridModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_epochs))
+        total = max(1, self.hparams.max_epochs)
+        warm = min(total - 1, math.ceil(float(self.hparams.warmup) * total))
+
+        def factor(epoch: int) -> float:  # linear warm-up, then cosine to zero at max_epochs
+            if epoch < warm:
+                return (epoch + 1) / (warm + 1)
+            return 0.5 * (1.0 + math.cos(math.pi * (epoch - warm) / max(1, total - warm)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": schedule}
 
     @torch.no_grad()

@@ -126,7 +126,19 @@ class Objective:
 
     def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
         """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
-        return module_for(params, data or self.data.for_trial(params), max_epochs=self.trainer_cfg["max_epochs"])
+        return module_for(params, data or self.data.for_trial(params), max_epochs=self.epoch_limit(params))
+
+    def epoch_limit(self, params: Mapping[str, Any]) -> int:
+        """A trial's most epochs: ``trainer.max_epochs``, or fewer where ``trainer.max_steps`` (optimiser
+        steps over the training split) is reached first, as Lightning's Trainer counts them. Small
+        data then trains for many epochs and large data for few, at about the same number of steps.
+        Every fold and the refit share it, so that they follow one learning-rate schedule."""
+        max_epochs, max_steps = int(self.trainer_cfg["max_epochs"]), int(self.trainer_cfg.get("max_steps") or -1)
+        if max_steps <= 0:
+            return max_epochs
+        n_train = len(self.data.for_trial(params).train.y)
+        steps_per_epoch = math.ceil(n_train / int(params.get("batch_size", 32)))
+        return max(1, min(max_epochs, math.ceil(max_steps / steps_per_epoch)))
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         run_id: str | None = None
@@ -184,7 +196,7 @@ class Objective:
             L.seed_everything(seed, workers=True, verbose=False)
         module = self.build(params, data)
         batch_size = int(params.get("batch_size", 32))
-        overrides = {"max_epochs": max_epochs} if max_epochs else {}
+        overrides = {"max_epochs": max_epochs or self.epoch_limit(params), "max_steps": -1}
         extra = [instantiate(c) for c in self.callbacks_cfg.values() if c] if validate and stop_early else []
         trainer: L.Trainer = instantiate(
             {**self.trainer_cfg, **overrides},

@@ -5,7 +5,7 @@ A space (``conf/space/default.yaml``) has three keys::
     topology: [feature_extractor, parallel, cascade, conv_gated]
     model:      # hyperparameters of the topologies, by constructor argument name
       pool_size: {type: int, low: 2, high: 4, topologies: [feature_extractor, cascade], when: {pool: [max, avg]}}
-    training:   # optimiser and loader settings: lr, weight_decay, batch_size
+    training:   # optimiser, loader and recipe: lr, weight_decay, batch_size, warmup, label_smoothing, augment
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
     data:       # forecasting only: lookback, the steps each window reads
       lookback: {type: categorical, choices: [24, 36, 48]}
@@ -28,11 +28,12 @@ from typing import Any
 
 from torch import nn
 
+from hybridsearch.augment import AUGMENTATIONS
 from hybridsearch.errors import SpaceError
 from hybridsearch.models import TOPOLOGIES
 
 TYPES = ("categorical", "int", "float")
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "warmup", "label_smoothing", "augment")
 DATA_KEYS = ("lookback",)
 SECTIONS = {"training": TRAINING_KEYS, "data": DATA_KEYS}
 SPEC_KEYS = {"type", "choices", "low", "high", "log", "step", "topologies", "when", "per_layer"}
@@ -180,6 +181,8 @@ def _check_references(sections: dict[str, tuple[Param, ...]]) -> None:
         for p in sections[section]:
             if p.name not in keys:
                 raise SpaceError(f"space.{section}.{p.name}: unknown {section} parameter; valid: {', '.join(keys)}")
+            if p.name == "augment" and (p.type != "categorical" or not set(p.choices) <= set(AUGMENTATIONS)):
+                raise SpaceError(f"space.training.augment: categorical with choices among {', '.join(AUGMENTATIONS)}")
     for p in sections["model"]:
         where = f"space.model.{p.name}"
         for key, values in p.when.items():

@@ -36,10 +36,11 @@ class Task:
     def __str__(self) -> str:
         return self.name
 
-    def loss(self, out: Tensor, y: Tensor, y_std: Tensor) -> Tensor:
-        """Training loss: cross-entropy, or MSE in units of each target's training spread."""
+    def loss(self, out: Tensor, y: Tensor, y_std: Tensor, smoothing: float = 0.0) -> Tensor:
+        """Training loss: cross-entropy (with label smoothing if asked), or MSE in units of each
+        target's training spread."""
         if self.classifies:
-            return F.cross_entropy(out, y)  # out (B, classes), y (B,)
+            return F.cross_entropy(out, y, label_smoothing=smoothing)  # out (B, classes), y (B,)
         # y: (B,) or (B, targets) for regression, (B, targets, horizon) for forecasting; out: the same
         # values, maybe with a trailing 1. The error goes to y_std's layout, (B, targets) against
         # (1, targets) or (B, targets, horizon) against (1, targets, 1), so each target is scaled by its own spread.

@@ -1,0 +1,139 @@
+"""The training recipe, element by element: out-of-fold (CV) scores of fixed designs on the
+training splits of the development datasets. Test splits are not read.
+
+    python benchmarks/recipe.py [--datasets GunPoint ItalyPowerDemand BasicMotions PickupGestureWiimoteZ]
+                                [--variants before steps ...] [--out benchmarks/results]
+
+Each variant trains the study's enqueued literature designs (LSTM-FCN and a DeepConvLSTM-like
+cascade, ``conf/study/timeseries.yaml``) through the study's own objective: the same 5 folds, one
+epoch count on the fold-averaged curve, the OOF accuracy and log loss at it. A recipe element is
+worth keeping as a default only where it raises these scores. Rows are appended to
+``<out>/recipe.jsonl`` and reused (``--fresh`` ignores them); the table goes to ``<out>/recipe.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
+# name -> (config overrides, parameters added to each design)
+VARIANTS: dict[str, tuple[list[str], dict]] = {
+    "before": (["trainer.max_epochs=60"], {}),
+    "steps": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {}),
+    "steps, no early stop": (["trainer.max_epochs=1000", "trainer.max_steps=1500", "~callbacks.early_stopping"], {}),
+    "steps + warm-up": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"warmup": 0.1}),
+    "steps + label smoothing": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"label_smoothing": 0.1}),
+    "steps + jitter": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"augment": "jitter"}),
+    "steps + warp": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"augment": "warp"}),
+}
+
+
+def measure(dataset: str, variant: str, seed: int) -> list[dict]:
+    from hydra import compose, initialize_config_module
+
+    from hybridsearch.config import register_configs
+    from hybridsearch.session import open_session, quiet_libraries
+
+    overrides, extra = VARIANTS[variant]
+    register_configs()
+    with tempfile.TemporaryDirectory() as root, quiet_libraries():
+        with initialize_config_module("hybridsearch.conf", version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    "+study=timeseries",
+                    f"data.name={dataset}",
+                    f"study.root={root}",
+                    f"study.seed={seed}",
+                    "study.timeout=null",
+                    "trainer.accelerator=cpu",
+                    *overrides,
+                ],
+            )
+        designs = [dict(d) for d in cfg.study.enqueue]
+        session = open_session(cfg)
+        rows = []
+        for design in designs:
+            session.study.enqueue_trial({**design, **extra})
+            start = time.perf_counter()
+            session.study.optimize(session.objective(), n_trials=1, catch=(Exception,))
+            t = session.study.trials[-1]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "seed": seed,
+                    "topology": design["topology"],
+                    "state": t.state.name,
+                    "oof_accuracy": t.value,
+                    "oof_log_loss": t.user_attrs.get("val_loss"),
+                    "epochs": t.user_attrs.get("epochs"),
+                    "best_epoch": t.user_attrs.get("best_epoch"),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+        return rows
+
+
+def table(rows: list[dict], variants: list[str]) -> str:
+    datasets = [d for d in DEVELOPMENT if any(r["dataset"] == d for r in rows)]
+    head = "| variant | " + " | ".join(datasets) + " | mean |"
+    lines = [head, "|---" * (len(datasets) + 2) + "|"]
+    for v in variants:
+        cells, means = [], []
+        for d in datasets:
+            got = [r for r in rows if r["dataset"] == d and r["variant"] == v and r["oof_accuracy"] is not None]
+            if not got:
+                cells.append("-")
+                continue
+            acc = statistics.mean(r["oof_accuracy"] for r in got)
+            loss = statistics.mean(r["oof_log_loss"] for r in got)
+            means.append(acc)
+            per = ", ".join(f"{r['topology'][:3]} {r['oof_accuracy']:.3f}/{r['epochs']}" for r in got)
+            cells.append(f"{acc:.3f} (log loss {loss:.3f}; {per})")
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} |" if means else "")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=DEVELOPMENT)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--fresh", action="store_true")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "recipe.jsonl"
+    rows = [] if args.fresh or not log.exists() else [json.loads(x) for x in log.read_text().splitlines() if x]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    for dataset in args.datasets:
+        for variant in args.variants:
+            for seed in args.seeds:
+                if any(r["dataset"] == dataset and r["variant"] == variant and r["seed"] == seed for r in rows):
+                    continue
+                new = measure(dataset, variant, seed)
+                for r in new:
+                    r["commit"] = commit.stdout.strip()
+                    print(json.dumps(r), flush=True)
+                with log.open("a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in new)
+                rows += new
+    text = (
+        "Out-of-fold accuracy (5 folds of each training split; test not read) of the two enqueued designs,\n"
+        "per variant of the training recipe; each cell: mean, OOF log loss, then per design\n"
+        "accuracy/epochs trained.\n\n" + table(rows, args.variants) + "\n"
+    )
+    (args.out / "recipe.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
