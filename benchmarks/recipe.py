@@ -24,14 +24,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
 # name -> (config overrides, parameters added to each design)
-VARIANTS: dict[str, tuple[list[str], dict]] = {
-    "before": (["trainer.max_epochs=60"], {}),
-    "steps": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {}),
-    "steps, no early stop": (["trainer.max_epochs=1000", "trainer.max_steps=1500", "~callbacks.early_stopping"], {}),
-    "steps + warm-up": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"warmup": 0.1}),
-    "steps + label smoothing": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"label_smoothing": 0.1}),
-    "steps + jitter": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"augment": "jitter"}),
-    "steps + warp": (["trainer.max_epochs=1000", "trainer.max_steps=1500"], {"augment": "warp"}),
+STEPS = ["trainer.max_epochs=1000", "trainer.max_steps=1500"]
+
+
+def fixed(name: str, value: object) -> str:
+    """A recipe option held at one value: a searched parameter with one choice."""
+    return f"+space.training.{name}={{type: categorical, choices: [{value}]}}"
+
+
+VARIANTS: dict[str, list[str]] = {  # name -> config overrides
+    "before": ["trainer.max_epochs=60"],
+    "steps": STEPS,
+    "steps, no early stop": [*STEPS, "~callbacks.early_stopping"],
+    "steps + warm-up": [*STEPS, fixed("warmup", 0.1)],
+    "steps + label smoothing": [*STEPS, fixed("label_smoothing", 0.1)],
+    "steps + jitter": [*STEPS, fixed("augment", "jitter")],
+    "steps + warp": [*STEPS, fixed("augment", "warp")],
 }
 
 
@@ -41,7 +49,7 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
     from hybridsearch.config import register_configs
     from hybridsearch.session import open_session, quiet_libraries
 
-    overrides, extra = VARIANTS[variant]
+    overrides = VARIANTS[variant]
     register_configs()
     with tempfile.TemporaryDirectory() as root, quiet_libraries():
         with initialize_config_module("hybridsearch.conf", version_base="1.3"):
@@ -57,14 +65,16 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
                     *overrides,
                 ],
             )
-        designs = [dict(d) for d in cfg.study.enqueue]
         session = open_session(cfg)
+        extra = {p.name: p.choices[0] for p in session.space.training if p.name not in cfg.study.enqueue[0]}
+        designs = [dict(d) for d in cfg.study.enqueue]
         rows = []
         for design in designs:
             session.study.enqueue_trial({**design, **extra})
             start = time.perf_counter()
             session.study.optimize(session.objective(), n_trials=1, catch=(Exception,))
             t = session.study.trials[-1]
+            assert all(t.params.get(k) == v for k, v in extra.items()), (t.params, extra)  # the option was applied
             rows.append(
                 {
                     "dataset": dataset,

@@ -112,8 +112,11 @@ class SpaceConfig:
 
     topology: list[str] = field(default_factory=list)
     model: dict[str, ParamSpec] = field(default_factory=dict)
-    training: dict[str, ParamSpec] = field(default_factory=dict)
-    data: dict[str, ParamSpec] = field(default_factory=dict)
+    # Untyped here, so that an option can be added from the command line
+    # (``+space.training.augment={type: categorical, choices: [none, warp]}``): OmegaConf cannot turn
+    # a new mapping into a ParamSpec. ``hybridsearch.search_space`` checks them before any trial runs.
+    training: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

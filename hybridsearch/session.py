@@ -106,17 +106,20 @@ def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
     """The ``study.enqueue`` designs that this search space can hold.
 
     A design for a topology outside the search, or with a value outside a narrowed range, is
-    skipped: it is a head start, not a requirement. One that lacks a parameter is an error.
+    skipped: it is a head start, not a requirement. One that lacks a model parameter is an error;
+    a training option it lacks (one added to the space, such as ``augment``) is left to the sampler,
+    as Optuna does with the parameters an enqueued trial leaves out.
     """
     trials = []
     specs = {p.name: p for p in space.params}
     for i, params in enumerate(OmegaConf.to_container(cfg.study.enqueue, resolve=True) or []):
         if params.get("topology") not in space.topologies:
             continue
+        left_out = {p.name: p.choices[0] if p.type == "categorical" else p.low for p in space.training}
         try:
             with warnings.catch_warnings():  # "out of the range": checked below, and skipped, not an error
                 warnings.simplefilter("ignore", UserWarning)
-                sampled = sample(optuna.trial.FixedTrial(params), space)
+                sampled = sample(optuna.trial.FixedTrial({**left_out, **params}), space)
         except (ValueError, KeyError) as err:
             raise ConfigError(f"study.enqueue[{i}]: {first_line(err)}") from None
         if all(

@@ -210,3 +210,26 @@ def test_enqueued_designs_outside_a_narrowed_space_are_skipped() -> None:
     incomplete = OmegaConf.create({"study": {"enqueue": [{"topology": "fcn"}]}})
     with pytest.raises(ConfigError, match=r"study\.enqueue\[0\]"):
         _check_enqueue(incomplete, parse_space(space))
+
+
+def test_an_enqueued_design_may_leave_out_an_added_training_option_which_the_sampler_then_picks() -> None:
+    from omegaconf import OmegaConf
+
+    from hybridsearch.session import _check_enqueue
+
+    space = {
+        "topology": ["fcn"],
+        "model": {},
+        "training": {
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "augment": {"type": "categorical", "choices": ["none", "warp"]},
+        },
+    }
+    design = {"topology": "fcn", "lr": 1e-3}
+    cfg = OmegaConf.create({"study": {"enqueue": [design]}})
+    assert _check_enqueue(cfg, parse_space(space)) == [design]
+    study = optuna.create_study()
+    study.enqueue_trial(design)
+    trial = study.ask()
+    assert sample(trial, parse_space(space))["augment"] in ("none", "warp")
+    assert trial.params["lr"] == 1e-3
