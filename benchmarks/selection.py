@@ -25,13 +25,22 @@ from pathlib import Path
 from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
 
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
+# --variant: overrides on top of the default study, to compare a candidate default with it
+VARIANTS = {
+    "default": [],
+    "steps+sha": [  # epochs by optimiser steps, successive halving over epochs
+        "trainer.max_epochs=1000",
+        "trainer.max_steps=1500",
+        "pruner=successive_halving",
+    ],
+}
 
 
-def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path) -> dict:
+def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path, variant: str = "default") -> dict:
     def measure() -> dict:
         name = f"{dataset}-{seed}-{int(time.time())}"
         start = time.time()
-        s = cli(root, name, dataset, seed, "study.n_trials=null", f"study.timeout={budget}")
+        s = cli(root, name, dataset, seed, "study.n_trials=null", f"study.timeout={budget}", *VARIANTS[variant])
         rocket = s["baselines"]["minirocket"]
         return {
             "accuracy": s["test_metrics"]["accuracy"],
@@ -45,10 +54,12 @@ def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path) -> di
             "ensemble_trials": s["ensemble"]["trials"] if s.get("ensemble") else [s["best_trial"]],
             "ensemble_weights": s["ensemble"]["weights"] if s.get("ensemble") else [1.0],
             "n_trials": sum(s["trials"].values()),
+            "topologies": s.get("topologies", {}),
             "wall_s": round(time.time() - start, 1),
         }
 
-    return log.get("|".join(["selection", dataset, str(seed), f"{budget:g}"]), measure)
+    key = ["selection", dataset, str(seed), f"{budget:g}"] + ([] if variant == "default" else [variant])
+    return log.get("|".join(key), measure)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -65,13 +76,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=600)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="default")
     args = parser.parse_args()
     log = RunLog(args.out / "runs.jsonl")
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-selection-"))
     print(f"studies of this run: {root}", flush=True)
     rows = []
     for dataset in args.datasets:
-        runs = [study(log, dataset, seed, args.budget, root) for seed in args.seeds]
+        runs = [study(log, dataset, seed, args.budget, root, args.variant) for seed in args.seeds]
         before = [log.runs.get(f"study|{dataset}|{seed}|600") for seed in args.seeds]
         before = [b for b in before if b]
         rows.append(
@@ -103,16 +115,19 @@ def main() -> None:
         "before_test": "before: test",
         "before_optimism": "before: optimism",
     }
-    keys = [f"selection|{d}|{s}|{args.budget:g}" for d in args.datasets for s in args.seeds]
+    tail = "" if args.variant == "default" else f"|{args.variant}"
+    keys = [f"selection|{d}|{s}|{args.budget:g}{tail}" for d in args.datasets for s in args.seeds]
     all_optimism = [log.runs[k]["optimism"] for k in keys if k in log.runs]
     table = (
+        f"Variant {args.variant} ({' '.join(VARIANTS[args.variant]) or 'the default study'}). "
         f"Budget {args.budget:g} s per study, seeds {args.seeds}, 2-core CPU, commit(s) "
         f"{', '.join(sorted(log.used))}; mean ± standard deviation over seeds. Mean optimism over all "
         f"studies: {statistics.mean(all_optimism):+.3f}.\n\n" + markdown(rows, columns)
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "selection.md").write_text(table + "\n")
-    with (args.out / "selection.csv").open("w", newline="") as f:
+    stem = "selection" if args.variant == "default" else f"selection-{args.variant}"
+    (args.out / f"{stem}.md").write_text(table + "\n")
+    with (args.out / f"{stem}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)

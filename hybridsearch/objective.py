@@ -37,6 +37,19 @@ class StopOnCtrlC(L.Callback):
         interrupt.check()
 
 
+class Pruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, reporting only at the epochs where the study's pruner
+    decides (``CachedPruner.decides_at``): one storage write per rung rather than per epoch."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        super().__init__(trial, monitor=monitor)
+        self.decides_at = getattr(trial.study.pruner, "decides_at", lambda step: True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.decides_at(pl_module.current_epoch):
+            super().on_validation_end(trainer, pl_module)
+
+
 class RecordDevice(L.Callback):
     """Writes the device a trial's tensors sit on when its training starts, so that pruned and
     failed trials say where they ran too."""
@@ -231,7 +244,7 @@ class Objective:
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
                 if not self.objectives:  # Optuna prunes single-objective studies only
-                    callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+                    callbacks.append(Pruning(trial, self.metric))
             recorders.append(recorder)
             try:
                 module, _ = self.fit(
