@@ -127,6 +127,12 @@ def _parse_param(key: str, name: str, spec: Any, topologies: tuple[str, ...]) ->
             raise SpaceError(f"{where}.choices: a categorical parameter needs a non-empty list of choices")
         return param
     spec = {k: v for k, v in spec.items() if v is not None}  # the config schema fills absent keys with None
+    for key in ("low", "high", "step"):
+        try:
+            if key in spec and not isinstance(spec[key], bool):
+                float(spec[key])
+        except (TypeError, ValueError):
+            raise SpaceError(f"{where}.{key}: must be a number, got {spec[key]!r}") from None
     try:
         low, high = float(spec["low"]), float(spec["high"])
         step = None if spec.get("step") is None else float(spec["step"])
