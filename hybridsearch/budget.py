@@ -31,10 +31,24 @@ def refit_seconds(trial: FrozenTrial, cv_folds: int) -> float:
     return epochs * pace * (cv_folds / (cv_folds - 1) if cv_folds > 1 else 1.0)
 
 
-def after_search_seconds(study: optuna.Study, ensemble: int, cv_folds: int) -> float:
-    """The estimated time from the search's end to the command's: the refits of as many top
-    trials as the ensemble may select, and the rest."""
+def bag_seconds(trial: FrozenTrial, cv_folds: int) -> float:
+    """A trial's fold models trained again to its chosen epoch count, at its measured pace."""
+    return (
+        cv_folds
+        * (int(trial.user_attrs.get("best_epoch", 0)) + 1)
+        * float(trial.user_attrs.get("seconds_per_epoch", 0.0))
+    )
+
+
+BAGGED = 3  # selected trials the reserve counts on when each is bagged (selection seldom keeps more)
+
+
+def after_search_seconds(study: optuna.Study, ensemble: int, cv_folds: int, bag: bool = False) -> float:
+    """The estimated time from the search's end to the command's: the best trial's refit, the
+    bags (or refits) of as many top trials as the ensemble may select, and the rest."""
     top = ranked(study)[: max(1, ensemble)]
+    if bag and cv_folds > 1 and top:
+        return AFTER_SEARCH_S + refit_seconds(top[0], cv_folds) + sum(bag_seconds(t, cv_folds) for t in top[:BAGGED])
     return AFTER_SEARCH_S + sum(refit_seconds(t, cv_folds) for t in top)
 
 
@@ -42,12 +56,12 @@ class SearchClock:
     """The search's deadline: the command's, less what comes after the search (re-estimated as
     trials finish). ``deadline`` None: no time limit."""
 
-    def __init__(self, deadline: float | None, ensemble: int, cv_folds: int) -> None:
-        self.deadline, self.ensemble, self.cv_folds = deadline, ensemble, cv_folds
+    def __init__(self, deadline: float | None, ensemble: int, cv_folds: int, bag: bool = False) -> None:
+        self.deadline, self.ensemble, self.cv_folds, self.bag = deadline, ensemble, cv_folds, bag
         self.reserve = AFTER_SEARCH_S
 
     def update(self, study: optuna.Study) -> None:
-        self.reserve = after_search_seconds(study, self.ensemble, self.cv_folds)
+        self.reserve = after_search_seconds(study, self.ensemble, self.cv_folds, self.bag)
 
     def left(self) -> float:
         """Seconds the search has left (infinite without a deadline)."""

@@ -29,9 +29,13 @@ class StudyConfig:
     n_workers: int | None = None  # worker processes; null: one per GPU (x workers_per_gpu), else 1
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: int = 1
-    # final model: greedy selection on the out-of-fold predictions of the top k trials, each selected
-    # one refit on training + validation data; <2 (or multi-objective): the best trial, refit
+    # final model: greedy selection on the out-of-fold predictions of the top k trials; <2 (or
+    # multi-objective): the best trial alone
     ensemble: int = 10
+    # how each selected trial becomes a predictor: bag (its cross-validation fold models, trained
+    # again to its chosen epoch: the very models its out-of-fold score measured) or refit (one
+    # model on training + validation data, which no score measured). One validation split: refit
+    final_fit: str = "bag"
     baseline: bool = True  # score MiniRocket on the same folds and on test, beside the search
     topology_share: float = 0.15  # each searched topology gets at least this share of the trials
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard

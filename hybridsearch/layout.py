@@ -9,7 +9,8 @@ studies/                      study.root
     summary.json              what the latest command found (:class:`hybridsearch.results.Summary`)
     trials/trial-00012.oof.npz   out-of-fold predictions of the trials ranked in the top ``study.ensemble``
     best.ckpt                    the best trial, refit on training + validation data
-    ensemble/trial-00012.ckpt    the final model's members, refit the same way, when it is an ensemble
+    ensemble/trial-00012-fold-0.ckpt  the final model's members: each selected trial's fold models (bag),
+    ensemble/trial-00012.ckpt    or its refit (study.final_fit=refit)
     ensemble/weights.json        their weights, chosen on the out-of-fold predictions
     report/                   report.html and its PNG images
 """
@@ -23,6 +24,11 @@ from pathlib import Path
 def checkpoint_name(number: int) -> str:
     """An ensemble member's checkpoint file name."""
     return f"trial-{number:05d}.ckpt"
+
+
+def fold_checkpoint_name(number: int, fold: int) -> str:
+    """A bagged ensemble member's file name: one fold model of a trial."""
+    return f"trial-{number:05d}-fold-{fold}.ckpt"
 
 
 @dataclass(frozen=True)

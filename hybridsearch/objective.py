@@ -22,7 +22,7 @@ from hybridsearch.budget import OutOfTime
 from hybridsearch.data import TaskData
 from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
-from hybridsearch.layout import StudyLayout
+from hybridsearch.layout import StudyLayout, fold_checkpoint_name
 from hybridsearch.module import HybridModule
 from hybridsearch.oof import ValidationRecorder, trial_scores
 from hybridsearch.ranking import complete, rank_key, ranks_within, signs, trial_key
@@ -294,6 +294,21 @@ class Objective:
         module, trainer = self.fit(params, data, seed=self.seed, max_epochs=max(1, epochs), validate=False)
         trainer.save_checkpoint(path, weights_only=True)
         return module.eval()
+
+    def bag(self, number: int, params: Mapping[str, Any], epochs: int, folder: Path) -> list[Path]:
+        """Trial ``number``'s cross-validation fold models, trained again (same folds, seeds and
+        schedule) for ``epochs`` epochs, its chosen epoch count: the models whose out-of-fold
+        predictions scored it. Saved to ``folder``; their paths."""
+        seed = None if self.seed is None else self.seed + number
+        _, _, splits = self.data.for_trial(params).validation_pool(self.cv_folds, self.fold_seed)
+        paths = []
+        for i, split in enumerate(splits):
+            _, trainer = self.fit(
+                params, split, seed=None if seed is None else seed + 1000 * i, max_epochs=max(1, epochs), validate=False
+            )
+            paths.append(folder / fold_checkpoint_name(number, i))
+            trainer.save_checkpoint(paths[-1], weights_only=True)
+        return paths
 
     def _ranks_in_top_keep(self, trial: optuna.Trial, values: tuple[float, ...]) -> bool:
         """Whether the trial ranks among the study's top ``keep`` complete trials: its weights are

@@ -79,6 +79,8 @@ def _settings(cfg: DictConfig) -> tuple[str, str]:
         raise ConfigError(f"study.timeout: must be a positive number of seconds or null, got {s.timeout}")
     if not s.name or "/" in s.name:
         raise ConfigError(f"study.name: must be a non-empty name without '/', got {s.name!r}")
+    if s.final_fit not in ("bag", "refit"):
+        raise ConfigError(f"study.final_fit: must be 'bag' or 'refit', got {s.final_fit!r}")
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs: must be 1 or more, got {cfg.trainer.max_epochs}")
     task = TASKS.get(cfg.data.task)
@@ -273,7 +275,7 @@ class Session:
         seed = cfg.study.seed
         seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
         self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
-        clock = SearchClock(deadline, cfg.study.ensemble, self.cv_folds)
+        clock = SearchClock(deadline, cfg.study.ensemble, self.cv_folds, bag=cfg.study.final_fit == "bag")
         clock.update(self.study)
         timeout = None if deadline is None else max(0.0, clock.left())
         stop = [StopAt(n_trials, self.invocation)] if n_trials is not None else []

@@ -402,3 +402,23 @@ def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
     for bad in (0, "5", 2.5, True):
         with pytest.raises(ConfigError, match=r"data\.cv_folds"):
             resolve_cv_folds(bad, small)
+
+
+def test_a_bag_is_the_very_fold_models_whose_out_of_fold_predictions_scored_the_trial(data, tracker, tmp_path):
+    from hybridsearch.module import load_best
+
+    objective = make_objective(data, tracker, tmp_path, cv_folds=3, seed=3)
+    objective.trainer_cfg = {**TRAINER, "max_epochs": 4}
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(CASCADE)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    oof = OutOfFold.load(trial.user_attrs["oof"])
+    paths = objective.bag(trial.number, trial.params, trial.user_attrs["best_epoch"] + 1, tmp_path)
+    assert [p.name for p in paths] == [f"trial-00000-fold-{i}.ckpt" for i in range(3)]
+    pool, indices, _ = data.validation_pool(3, 0)
+    for path, rows in zip(paths, indices, strict=True):
+        model = load_best(path)
+        with torch.no_grad():
+            logits = model(torch.from_numpy(pool.X[rows]))
+        assert logits.numpy() == pytest.approx(oof.pred[rows], abs=1e-4)  # the same model, retrained

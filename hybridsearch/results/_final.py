@@ -1,6 +1,6 @@
-"""The final model: the ensemble chosen on out-of-fold predictions, its members refit on all
-training data, the reference baseline, the test scores beside what selection promised, and
-``summary.json``.
+"""The final model: the ensemble chosen on out-of-fold predictions, each member bagged (its fold
+models) or refit on all training data, the reference baseline, the test scores beside what
+selection promised, and ``summary.json``.
 
 Nothing here reads a test label before every choice is made: the ensemble's members and weights
 come from OOF predictions, each member's epoch count from its own folds. The test split is then
@@ -39,10 +39,13 @@ def summarize(session: Session) -> Summary:
     """Build the final model, score it on the held-out test split, write ``summary.json``.
 
     The candidates are the top ``study.ensemble`` trials (those whose OOF predictions were kept).
-    Greedy selection on their OOF predictions weights them; each selected trial is refit on
-    training plus validation data for its chosen epoch count. One selected trial: the final model
-    is that refit (``best.ckpt``); several: their weighted average (``ensemble/``). Multi-objective
-    studies hand over the best trial by the metric, refit, and save the Pareto front.
+    Greedy selection on their OOF predictions weights them. With ``study.final_fit=bag`` (and
+    cross-validation) each selected trial's fold models are trained again to its chosen epoch and
+    the final model is their weighted average (``ensemble/``), so its selection score is the OOF
+    score of the very models handed over. With ``refit``, each is refit on training plus validation
+    data: one selected trial is ``best.ckpt`` itself, several are averaged. ``best.ckpt`` is always
+    the best trial's refit, the best single model. Multi-objective studies hand over the best trial
+    by the metric, refit, and save the Pareto front.
     """
     study, cfg, tracker, layout = session.study, session.cfg, session.tracker, session.layout
     summary = Summary(
@@ -129,9 +132,9 @@ def _final_model(session: Session, best: FrozenTrial, summary: Summary) -> None:
             {"trial": t.number, **dict(zip(names, t.values, strict=True)), "topology": t.params.get("topology")}
             for t in sorted(study.best_trials, key=lambda t: t.number)
         ]
-    elif cfg.study.ensemble >= 2:
+    else:
         summary.ensemble = _ensemble(session, best, test)
-        if summary.ensemble and len(summary.ensemble["trials"]) >= 2:
+        if summary.ensemble and summary.ensemble.get("test_metrics"):
             summary.final, summary.test_metrics = "ensemble", summary.ensemble["test_metrics"]
             summary.selection_score = summary.ensemble["oof_metrics"][session.metric]
     key = test_key(session.metric)
@@ -150,9 +153,56 @@ def _epochs(trial: FrozenTrial, cfg: Any) -> int:
 
 
 def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, Any] | None:
-    """Greedy selection over the top ``study.ensemble`` trials' OOF predictions; the selected
-    trials refit to ``ensemble/`` with their weights, scored once on test. None when fewer than two
-    candidates have OOF predictions (the final model is then the best trial's refit)."""
+    """Greedy selection over the top ``study.ensemble`` trials' OOF predictions, then each selected
+    trial as a predictor in ``ensemble/`` (its bagged fold models, or its refit) with its weight,
+    scored once on test. None when the final model is the best trial's refit alone."""
+    cfg = session.cfg
+    bag = cfg.study.final_fit == "bag" and session.cv_folds > 1
+    result = _select(session, best, test) if cfg.study.ensemble >= 2 else None
+    if result is None and not bag:
+        return None
+    if result is None:  # the best trial alone, bagged
+        metrics = {session.metric: primary(best), "val_loss": best.user_attrs.get("val_loss")}
+        result = {"trials": [best.number], "weights": [1.0], "oof_metrics": metrics, "candidates": [best.number]}
+    result["fit"] = "bag" if bag else "refit"
+    members = dict(zip(result["trials"], result["weights"], strict=True))
+    if len(members) < 2 and not bag:
+        return result  # the best single model, refit, is the final one
+    trials = {t.number: t for t in session.study.get_trials(deepcopy=False)}
+    folder = session.layout.ensemble
+    folder.mkdir(parents=True)
+    files: dict[str, float] = {}
+    kept: dict[int, float] = {}
+    for number, weight in members.items():
+        t = trials[number]
+        try:
+            if bag:
+                paths = session.objective().bag(number, t.params, _epochs(t, cfg), folder)
+            elif number == best.number:
+                paths = [folder / checkpoint_name(number)]
+                shutil.copyfile(session.layout.best_checkpoint, paths[0])
+            else:
+                paths = [folder / checkpoint_name(number)]
+                session.objective().refit(t.params, _epochs(t, cfg), paths[0])
+        except Exception as err:  # a member whose training diverges is left out
+            result.setdefault("left_out", {})[number] = one_line(err)
+            continue
+        kept[number] = weight
+        files |= {p.name: weight / len(paths) for p in paths}
+    if not kept or (not bag and len(kept) < 2):
+        shutil.rmtree(folder)
+        return result
+    total = sum(kept.values())
+    result["trials"], result["weights"] = list(kept), [round(w / total, 4) for w in kept.values()]
+    weights = {name: w / total for name, w in files.items()}
+    session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
+    result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
+    return result
+
+
+def _select(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, Any] | None:
+    """Greedy selection over the top ``study.ensemble`` trials' OOF predictions: the selected trials
+    and weights, their OOF metrics. None when fewer than two candidates have OOF predictions."""
     lookback = best.params.get("lookback")  # members read the same windows
     candidates, preds = [], []
     for t in ranked(session.study)[: session.cfg.study.ensemble]:
@@ -174,37 +224,12 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
         y_std=_target_spread(test),
     )
     members = [(t, float(w)) for t, w in zip(candidates, choice.weights, strict=True) if w > 0]
-    result: dict[str, Any] = {
+    return {
         "trials": [t.number for t, _ in members],
         "weights": [round(w, 4) for _, w in members],
         "oof_metrics": choice.metrics,
         "candidates": [t.number for t in candidates],
     }
-    if len(members) < 2:
-        return result  # the best single model is the final one
-    folder = session.layout.ensemble
-    folder.mkdir(parents=True)
-    refit = []
-    for t, w in members:
-        path = folder / checkpoint_name(t.number)
-        if t.number == best.number:
-            shutil.copyfile(session.layout.best_checkpoint, path)
-        else:
-            try:
-                session.objective().refit(t.params, _epochs(t, session.cfg), path)
-            except Exception as err:  # a member whose refit diverges is left out
-                result.setdefault("left_out", {})[t.number] = one_line(err)
-                continue
-        refit.append((t, w))
-    if len(refit) < 2:
-        shutil.rmtree(folder)
-        return result
-    members = [(t, w / sum(w for _, w in refit)) for t, w in refit]
-    result["trials"], result["weights"] = [t.number for t, _ in members], [round(w, 4) for _, w in members]
-    weights = {checkpoint_name(t.number): w for t, w in members}
-    session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
-    result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
-    return result
 
 
 def _target_spread(data: TaskData) -> torch.Tensor:

@@ -87,9 +87,13 @@ def printout(summary: Summary) -> str:
         if s.final == "ensemble":
             e = s.ensemble
             members = ", ".join(f"#{t} {w:.2f}" for t, w in zip(e["trials"], e["weights"], strict=True))
+            what = f"{len(e['trials'])} trials weighted on out-of-fold predictions ({members})"
+            if e.get("fit") == "bag":
+                what = (
+                    f"trial #{e['trials'][0]}'s" if len(e["trials"]) == 1 else what + ", each as"
+                ) + f" {s.cv_folds} fold models averaged (bagged)"
             lines.append(
-                f"final model: {len(e['trials'])} trials weighted on out-of-fold predictions ({members}): "
-                f"selection {s.metric} {s.selection_score:.4f} | test {_scores(s.test_metrics)}"
+                f"final model: {what}: selection {s.metric} {s.selection_score:.4f} | test {_scores(s.test_metrics)}"
             )
         else:
             lines.append("final model: the best trial, refit")
