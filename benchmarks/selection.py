@@ -27,7 +27,9 @@ from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
 # --variant: overrides on top of the default study, to compare a candidate default with it
 VARIANTS = {
-    "default": [],
+    "default": [],  # logged before the bagged final model: each selected trial refit
+    "bag": ["study.final_fit=bag"],  # the default since the bagged final model
+    "refit": ["study.final_fit=refit"],
     "steps+sha": [  # epochs by optimiser steps, successive halving over epochs
         "trainer.max_epochs=1000",
         "trainer.max_steps=1500",
