@@ -40,12 +40,13 @@ def bag_seconds(trial: FrozenTrial, cv_folds: int) -> float:
     )
 
 
-BAGGED = 3  # selected trials the reserve counts on when each is bagged (selection seldom keeps more)
+BAGGED = 1  # selected trials the reserve counts on when each is bagged; more are bagged while time is left
 
 
 def after_search_seconds(study: optuna.Study, ensemble: int, cv_folds: int, bag: bool = False) -> float:
-    """The estimated time from the search's end to the command's: the best trial's refit, the
-    bags (or refits) of as many top trials as the ensemble may select, and the rest."""
+    """The estimated time from the search's end to the command's: the best trial's refit, and the
+    refits of as many top trials as the ensemble may select, or the best trial's bag (further
+    members are bagged only while time is left), and the rest."""
     top = ranked(study)[: max(1, ensemble)]
     if bag and cv_folds > 1 and top:
         return AFTER_SEARCH_S + refit_seconds(top[0], cv_folds) + sum(bag_seconds(t, cv_folds) for t in top[:BAGGED])

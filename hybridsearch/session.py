@@ -240,6 +240,7 @@ class Session:
     cv_folds: int = 1  # data.cv_folds, "auto" resolved for this data
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this command's trials
     baselines: dict[str, Any] | None = None  # the reference's scores, measured before the search
+    deadline: float | None = None  # when the command should end (time.time()); None: no limit
 
     @property
     def fold_seed(self) -> int:

@@ -40,6 +40,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Summary:
                 study.enqueue_trial(params, skip_if_exists=True)
         layout.folder.mkdir(parents=True, exist_ok=True)
         deadline = None if cfg.study.timeout is None else started + cfg.study.timeout
+        session.deadline = deadline
         session.tracker.start_parent(
             f"{cfg.study.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             params={

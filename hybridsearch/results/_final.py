@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from hybridsearch.budget import bag_seconds
 from hybridsearch.data import TaskData
 from hybridsearch.errors import one_line
 from hybridsearch.layout import checkpoint_name
@@ -173,8 +175,12 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
     folder.mkdir(parents=True)
     files: dict[str, float] = {}
     kept: dict[int, float] = {}
-    for number, weight in members.items():
+    for number, weight in sorted(members.items(), key=lambda m: -m[1]):  # heaviest first
         t = trials[number]
+        late = session.deadline is not None and time.time() + bag_seconds(t, session.cv_folds) > session.deadline
+        if bag and kept and late:  # the first member always; the others while time is left
+            result.setdefault("left_out", {})[number] = "out of time"
+            continue
         try:
             if bag:
                 paths = session.objective().bag(number, t.params, _epochs(t, cfg), folder)
