@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2] [--out benchmarks/results]
     python benchmarks/overhead.py --data OSULeaf --epochs 240   # a trial of about 30 s
+    python benchmarks/overhead.py --workers 12 24                # 2 CPU workers over 1
 
 Two cases matter. A trial of ordinary epochs, e.g. OSULeaf (160 training series of 427 steps,
 ~0.12 s an epoch here): 240 epochs take about 30 s, the default study's 60 about 8 s. And the worst
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -121,18 +123,89 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
     return seconds, command, first_epoch
 
 
+def worker_scaling(data_name: str, fixed: int, default: int) -> list[str]:
+    """Trials (and epochs) per hour of a study with 2 CPU workers over 1, on two kinds of study:
+    ``fixed`` trials of the fixed cascade, 30 epochs, 5 folds, no pruning or early stopping, and
+    the default study (``+study=timeseries``) stopped after ``default`` trials. One worker runs in
+    the command's process with torch's threads (2 here) and again with 1 thread; two workers get one
+    core and one thread each. Rates count from the first trial's start to the last one's end."""
+    import optuna
+
+    same = [{**PARAMS, "dropout": round(0.1 + i * 1e-4, 4)} for i in range(fixed)]  # distinct, so all enqueue
+    studies = {
+        f"{fixed} fixed cascade trials of 30 epochs": [
+            f"study.n_trials={fixed}",
+            "trainer.max_epochs=30",
+            "pruner=nop",
+            "~callbacks.early_stopping",
+            "study.enqueue=[" + ",".join(json.dumps(p).replace('"', "") for p in same) + "]",
+        ],
+        f"the default study, {default} trials": [f"study.n_trials={default}", "study.timeout=null"],
+    }
+    lines = [f"{data_name}, trials per hour (epochs per hour), 2 CPU workers over 1"]
+    for name, overrides in studies.items():
+        rates = {}
+        for label, workers, threads in (("1 worker", 1, None), ("1 worker, 1 thread", 1, 1), ("2 workers", 2, None)):
+            root = Path(tempfile.mkdtemp(prefix="hybridsearch-workers-"))
+            env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+            cmd = [
+                sys.executable, "-m", "hybridsearch", "+study=timeseries", "study.name=workers",
+                f"study.root={root}", f"data.name={data_name}", f"study.n_workers={workers}", "study.ensemble=1",
+                "study.baseline=false", "study.report=false", f"hydra.run.dir={root}/hydra", *overrides,
+            ]  # fmt: skip
+            result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                sys.exit(result.stderr[-3000:])
+            trials = optuna.load_study(study_name="workers", storage=f"sqlite:///{root}/optuna.db").get_trials(
+                states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            )
+            hours = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+            hours /= 3600
+            epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
+            rates[label] = (len(trials) / hours, epochs / hours)
+        one, single, two = rates["1 worker"], rates["1 worker, 1 thread"], rates["2 workers"]
+        lines += [
+            f"  {name}:",
+            *(f"    {label:<20}: {t:7.0f} trials/h ({e:8.0f} epochs/h)" for label, (t, e) in rates.items()),
+            f"    2 workers over 1   : {two[0] / one[0]:.2f}x trials/h ({two[1] / one[1]:.2f}x epochs/h); "
+            f"over 1 worker with 1 thread: {two[0] / single[0]:.2f}x ({two[1] / single[1]:.2f}x)",
+        ]
+    return lines
+
+
+def import_floor() -> float:
+    """Seconds for a fresh interpreter to ``import torch, lightning``: the least any command that
+    trains with Lightning waits before its first epoch."""
+    launch = time.time()
+    subprocess.run([sys.executable, "-c", "import torch, lightning"], check=True)
+    return time.time() - launch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="GunPoint")
     parser.add_argument("--epochs", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=2, help="alternate both this many times; keep the fastest")
     parser.add_argument("--out", type=Path, help="also write the figures to <out>/overhead-<data>-<epochs>.txt")
+    parser.add_argument(
+        "--workers", type=int, nargs=2, metavar=("FIXED", "DEFAULT"),
+        help="instead: worker scaling over FIXED 30-epoch trials and DEFAULT trials of the default study",
+    )  # fmt: skip
     args = parser.parse_args()
-    plains, trials = [], []
+    if args.workers:
+        lines = worker_scaling(args.data, *args.workers)
+        print("\n".join(lines))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"overhead-workers-{args.data}.txt").write_text("\n".join(lines) + "\n")
+        return
+    plains, trials, starts, floors = [], [], [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
         plains.append(plain_loop(args.data, args.epochs))
+        floors.append(import_floor())
         trial, command, first_epoch = through_hybridsearch(args.data, args.epochs)
         trials.append(trial)
+        starts.append(first_epoch)
     plain, trial = min(plains), min(trials)
     runs = ", ".join(f"{t:.2f}" for t in trials)
     extra, base = 1000 * (trial - plain) / args.epochs, 1000 * plain / args.epochs
@@ -142,7 +215,8 @@ def main() -> None:
         f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {command:.2f} s)",
         f"overhead ratio     : {trial / plain:7.3f}",
         f"per epoch          : {extra:7.2f} ms over the plain loop's {base:.2f} ms",
-        f"start-up           : {first_epoch:7.2f} s from launch to the first epoch's end",
+        f"start-up           : {min(starts):7.2f} s from launch to the first epoch's end, "
+        f"+{min(starts) - min(floors):.2f} s over `import torch, lightning` ({min(floors):.2f} s)",
     ]
     print("\n".join(lines))
     if args.out:  # the README's speed figures (benchmarks/quality.py --readme-only puts them there)

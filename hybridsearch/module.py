@@ -98,8 +98,13 @@ class HybridModule(L.LightningModule):
         return self.task.loss(out, y, self.y_std)
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._seen = torch.zeros((), device=self.device), 0
-        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
+        # The epoch's running sums, updated in place: assigning a Module attribute at every batch
+        # costs more than the update itself on small models.
+        self._epoch = {
+            "loss_sum": torch.zeros((), device=self.device),
+            "seen": torch.zeros((), device=self.device),
+            "finite": torch.ones((), dtype=torch.bool, device=self.device),
+        }
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, lengths, y = batch
@@ -107,32 +112,38 @@ class HybridModule(L.LightningModule):
             x = augment(self.hparams.augment, x, self.x_std, lengths)
         loss = self.task.loss(self(x, lengths), y, self.y_std, smoothing=float(self.hparams.label_smoothing))
         # Nothing here waits on the device: the loss is checked on it, and read once an epoch.
-        self._finite &= torch.isfinite(loss)
         # Summed here and logged once, at the epoch's last batch: self.log at every step costs as
         # much as a small model's optimiser step.
-        self._loss_sum += loss.detach() * len(x)
-        self._seen += len(x)
+        epoch = self._epoch
+        epoch["finite"].logical_and_(torch.isfinite(loss))
+        epoch["loss_sum"].add_(loss.detach() * len(x))
+        epoch["seen"].add_(len(x))
         if self.trainer.is_last_batch:
-            self.log("train_loss", self._loss_sum / self._seen, on_step=False, on_epoch=True, batch_size=1)
+            self.log("train_loss", epoch["loss_sum"] / epoch["seen"], on_step=False, on_epoch=True, batch_size=1)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if not bool(self._finite):  # the epoch's one host synchronisation
+        if not bool(self._epoch["finite"]):  # the epoch's one host synchronisation
             raise FloatingPointError(f"training loss is not finite at epoch {self.current_epoch}")
 
-    def _evaluate(self, batch: Sequence[Tensor], prefix: str) -> Tensor:
-        x, lengths, y = batch
-        out = self(x, lengths)
-        metrics = self.task.metrics(out, y, self.y_std, prefix)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(x))
-        return out.detach()
+    def on_validation_epoch_start(self) -> None:
+        self._val: list[tuple[Tensor, Tensor]] = []
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """Logs the batch's metrics; returns its raw outputs (for out-of-fold scoring)."""
-        return self._evaluate(batch, "val")
+        """Returns the batch's raw outputs (for out-of-fold scoring); the metrics are logged once,
+        over the whole validation split, at the epoch's end."""
+        x, lengths, y = batch
+        out = self(x, lengths).detach()
+        self._val.append((out, y))
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        out, y = (torch.cat(parts) for parts in zip(*self._val, strict=True))
+        self.log_dict(self.task.metrics(out, y, self.y_std, "val"), batch_size=len(y))
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        x, lengths, y = batch
+        self.log_dict(self.task.metrics(self(x, lengths), y, self.y_std, "test"), batch_size=len(x))
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class probabilities (classification) or predicted values, for ``Trainer.predict``."""

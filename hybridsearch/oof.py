@@ -41,7 +41,8 @@ class ValidationRecorder(L.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._batches.append(outputs.detach())
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the module's own epoch-end hook, which logs the metrics.
         if trainer.sanity_checking or not self._batches:
             return
         self.outputs.append(torch.cat(self._batches).float().cpu().numpy())

@@ -79,20 +79,21 @@ class CachedPruner(optuna.pruners.BasePruner):
         self._trials: list[optuna.trial.FrozenTrial] = []
 
     def decides_at(self, step: int) -> bool:
-        """Whether the pruner can decide at ``step``, given reports at its deciding steps only.
+        """Whether the pruner decides at ``step`` (an epoch).
 
-        Successive halving decides at its rungs (``min_resource x reduction_factor^k`` steps) and
-        reads the value of that step alone, so reporting at the rungs only gives the same decisions
-        as reporting every step, with a storage write per rung instead of per epoch. Other pruners
-        read every step (a percentile pruner takes the best value so far), so they get every one.
+        Successive halving decides at its rungs (``min_resource x reduction_factor^k`` steps), the
+        percentile and median pruners every ``interval_steps`` from ``n_warmup_steps`` on; other
+        pruners at every step. Optuna keeps these settings private; they are read here only.
         """
         p = self.pruner
-        if not isinstance(p, optuna.pruners.SuccessiveHalvingPruner) or not isinstance(p._min_resource, int):
-            return True
-        rung = p._min_resource * p._reduction_factor**p._min_early_stopping_rate
-        while rung < step:
-            rung *= p._reduction_factor
-        return rung == step
+        if isinstance(p, optuna.pruners.SuccessiveHalvingPruner) and isinstance(p._min_resource, int):
+            rung = p._min_resource * p._reduction_factor**p._min_early_stopping_rate
+            while rung < step:
+                rung *= p._reduction_factor
+            return rung == step
+        if isinstance(p, optuna.pruners.PercentilePruner):  # the median pruner is one
+            return step >= p._n_warmup_steps and (step - p._n_warmup_steps) % p._interval_steps == 0
+        return True
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         if self._number != trial.number:

@@ -240,13 +240,13 @@ def test_every_fold_trains_the_epochs_of_the_first_which_may_stop_early(data, tr
     from hybridsearch.oof import ValidationRecorder
 
     epochs = []
-    real = ValidationRecorder.on_validation_epoch_end
+    real = ValidationRecorder.on_validation_end
 
     def record(self, trainer, pl_module):
         real(self, trainer, pl_module)
         epochs.append((id(self), trainer.current_epoch))
 
-    monkeypatch.setattr(ValidationRecorder, "on_validation_epoch_end", record)
+    monkeypatch.setattr(ValidationRecorder, "on_validation_end", record)
     trainer = {**TRAINER, "max_epochs": 30}
     stop = {
         "stop": {
