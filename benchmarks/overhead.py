@@ -62,6 +62,9 @@ def plain_loop(data_name: str, epochs: int) -> float:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     X, y = torch.from_numpy(data.train.X), torch.from_numpy(data.train.y)
     Xv, yv = torch.from_numpy(data.val.X), torch.from_numpy(data.val.y)
+    # Series of unequal length are padded, and the model masks the padding, as in a trial.
+    lengths, padded = torch.from_numpy(data.train.lengths), data.train.lengths < data.train.X.shape[-1]
+    lv = torch.from_numpy(data.val.lengths) if (data.val.lengths < data.val.X.shape[-1]).any() else None
     bs = PARAMS["batch_size"]
     start = time.perf_counter()
     for _ in range(epochs):
@@ -71,14 +74,15 @@ def plain_loop(data_name: str, epochs: int) -> float:
             idx = order[i : i + bs]
             if len(idx) < 2:
                 continue
-            loss = torch.nn.functional.cross_entropy(model((X[idx] - mean) / std), y[idx])
+            lens = lengths[idx] if padded[idx.numpy()].any() else None
+            loss = torch.nn.functional.cross_entropy(model((X[idx] - mean) / std, lens), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
         schedule.step()
         model.eval()
         with torch.no_grad():
-            out = model((Xv - mean) / std)
+            out = model((Xv - mean) / std, lv)
             (out.argmax(-1) == yv).float().mean().item()
     return time.perf_counter() - start
 
@@ -136,7 +140,7 @@ def worker_scaling(data_name: str, fixed: int, default: int) -> list[str]:
         f"{fixed} fixed cascade trials of 30 epochs": [
             f"study.n_trials={fixed}",
             "trainer.max_epochs=30",
-            "pruner=nop",
+            "pruner=none",
             "~callbacks.early_stopping",
             "study.enqueue=[" + ",".join(json.dumps(p).replace('"', "") for p in same) + "]",
         ],

@@ -10,7 +10,7 @@ from helpers import ITALY
 from hydra import compose, initialize_config_module
 
 from hybridsearch.config import register_configs
-from hybridsearch.results._ensemble import select
+from hybridsearch.results._ensemble import criterion, select
 from hybridsearch.tasks import CLASSIFICATION, REGRESSION
 
 ONE = torch.ones(1, 1)
@@ -22,20 +22,30 @@ def logits(labels: np.ndarray, confidence: float = 2.0, classes: int = 2) -> np.
     return out
 
 
-def test_selection_leaves_out_a_candidate_that_only_adds_error() -> None:
+CRITERIA = [("val_acc", "maximize"), ("val_loss", "minimize")]
+
+
+def test_classification_is_selected_on_log_loss_and_values_on_the_study_metric() -> None:
+    assert criterion(CLASSIFICATION, "val_acc", "maximize") == ("val_loss", "minimize")
+    assert criterion(REGRESSION, "val_mae", "minimize") == ("val_mae", "minimize")
+
+
+@pytest.mark.parametrize(("metric", "direction"), CRITERIA)
+def test_selection_leaves_out_a_candidate_that_only_adds_error(metric: str, direction: str) -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     good = np.where(rng.random(200) < 0.85, y, 1 - y)  # 85% right
     other = np.where(rng.random(200) < 0.80, y, 1 - y)  # 80% right, its errors elsewhere
     wrong = 1 - y  # always wrong, and confident about it
     preds = [logits(good), logits(wrong, 5.0), logits(other)]
-    choice = select(CLASSIFICATION, preds, y, metric="val_acc", direction="maximize", y_std=ONE)
+    choice = select(CLASSIFICATION, preds, y, metric=metric, direction=direction, y_std=ONE)
     assert choice.weights[1] == 0.0
     assert choice.weights.sum() == pytest.approx(1.0)
     assert choice.metrics["val_acc"] >= np.mean(good == y) - 1e-6  # never worse on OOF data than the best alone
 
 
-def test_selection_averages_candidates_whose_errors_differ() -> None:
+@pytest.mark.parametrize(("metric", "direction"), CRITERIA)
+def test_selection_averages_candidates_whose_errors_differ(metric: str, direction: str) -> None:
     y = np.arange(300) % 2
     # Each candidate errs on a different third; the vote of all three is always right.
     preds = []
@@ -43,7 +53,7 @@ def test_selection_averages_candidates_whose_errors_differ() -> None:
         labels = y.copy()
         labels[third * 100 : (third + 1) * 100] = 1 - labels[third * 100 : (third + 1) * 100]
         preds.append(logits(labels))
-    choice = select(CLASSIFICATION, preds, y, metric="val_acc", direction="maximize", y_std=ONE)
+    choice = select(CLASSIFICATION, preds, y, metric=metric, direction=direction, y_std=ONE)
     assert (choice.weights > 0).all() and choice.metrics["val_acc"] == 1.0
 
 

@@ -29,7 +29,7 @@ from hybridsearch.module import load_best
 from hybridsearch.oof import OutOfFold
 from hybridsearch.ranking import best_trial, primary, ranked
 from hybridsearch.results._baselines import ETS, MINIROCKET, ets, minirocket
-from hybridsearch.results._ensemble import Selection, select
+from hybridsearch.results._ensemble import Selection, criterion, select
 from hybridsearch.results._summary import Metrics, Summary
 from hybridsearch.tasks import test_key
 
@@ -221,13 +221,9 @@ def _select(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, An
     y = preds[0].y
     if any(p.y.shape != y.shape or not np.array_equal(p.y, y) for p in preds):
         raise RuntimeError("the kept trials' out-of-fold targets differ; were they scored on other data?")
+    metric, direction = criterion(test.task, session.metric, session.direction)
     choice: Selection = select(
-        test.task,
-        [p.pred for p in preds],
-        y,
-        metric=session.metric,
-        direction=session.direction,
-        y_std=_target_spread(test),
+        test.task, [p.pred for p in preds], y, metric=metric, direction=direction, y_std=_target_spread(test)
     )
     members = [(t, float(w)) for t, w in zip(candidates, choice.weights, strict=True) if w > 0]
     return {
