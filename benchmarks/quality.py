@@ -350,8 +350,9 @@ def write_readme(results: Path) -> None:
     block += f"\n![test accuracy]({(results / 'quality.png').relative_to(ROOT)})\n"
     speed = sorted(results.glob("overhead-*.txt"))
     if speed:
-        block += "\nOne trial through hybridsearch against the same model in a plain PyTorch loop "
-        block += "(`benchmarks/overhead.py`):\n\n```\n" + "\n".join(f.read_text() for f in speed) + "```\n"
+        block += "\nSpeed (`benchmarks/overhead.py`): one trial through hybridsearch against the same model in a "
+        block += "plain PyTorch loop, the start-up beside the import floor timed in the same run, and 2 CPU "
+        block += "workers over 1:\n\n```\n" + "\n".join(f.read_text() for f in speed) + "```\n"
     readme.write_text(text[:start] + block + text[end:])
 
 

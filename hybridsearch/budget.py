@@ -23,33 +23,33 @@ from hybridsearch.ranking import ranked
 AFTER_SEARCH_S = 15.0  # scoring on test, registering the model, the report: about 10 s on 2 cores
 
 
+def chosen_epochs(trial: FrozenTrial, default: int = 1) -> int:
+    """The epochs a trial's final models train: its chosen epoch count (``best_epoch`` + 1)."""
+    return int(trial.user_attrs.get("best_epoch", default - 1)) + 1
+
+
+def _epoch_seconds(trial: FrozenTrial) -> float:
+    """A trial's chosen epochs at its measured pace (seconds per epoch of one fold's training)."""
+    return chosen_epochs(trial) * float(trial.user_attrs.get("seconds_per_epoch", 0.0))
+
+
 def refit_seconds(trial: FrozenTrial, cv_folds: int) -> float:
-    """A trial's refit on all training data: its chosen epoch count at its measured pace, each
-    epoch on k/(k-1) times a fold's training data."""
-    epochs = int(trial.user_attrs.get("best_epoch", 0)) + 1
-    pace = float(trial.user_attrs.get("seconds_per_epoch", 0.0))
-    return epochs * pace * (cv_folds / (cv_folds - 1) if cv_folds > 1 else 1.0)
+    """A trial's refit on all training data: each epoch on k/(k-1) times a fold's training data."""
+    return _epoch_seconds(trial) * (cv_folds / (cv_folds - 1) if cv_folds > 1 else 1.0)
 
 
 def bag_seconds(trial: FrozenTrial, cv_folds: int) -> float:
-    """A trial's fold models trained again to its chosen epoch count, at its measured pace."""
-    return (
-        cv_folds
-        * (int(trial.user_attrs.get("best_epoch", 0)) + 1)
-        * float(trial.user_attrs.get("seconds_per_epoch", 0.0))
-    )
-
-
-BAGGED = 1  # selected trials the reserve counts on when each is bagged; more are bagged while time is left
+    """A trial's fold models trained again to its chosen epoch count."""
+    return cv_folds * _epoch_seconds(trial)
 
 
 def after_search_seconds(study: optuna.Study, ensemble: int, cv_folds: int, bag: bool = False) -> float:
     """The estimated time from the search's end to the command's: the best trial's refit, and the
-    refits of as many top trials as the ensemble may select, or the best trial's bag (further
-    members are bagged only while time is left), and the rest."""
+    refits of as many top trials as the ensemble may select, or the best trial's bag (the other
+    members are bagged only while time is left, the heaviest first), and the rest."""
     top = ranked(study)[: max(1, ensemble)]
-    if bag and cv_folds > 1 and top:
-        return AFTER_SEARCH_S + refit_seconds(top[0], cv_folds) + sum(bag_seconds(t, cv_folds) for t in top[:BAGGED])
+    if bag and cv_folds > 1 and top:  # the best trial's refit (best.ckpt) and its bag
+        return AFTER_SEARCH_S + refit_seconds(top[0], cv_folds) + bag_seconds(top[0], cv_folds)
     return AFTER_SEARCH_S + sum(refit_seconds(t, cv_folds) for t in top)
 
 

@@ -21,7 +21,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridsearch.budget import bag_seconds
+from hybridsearch.budget import bag_seconds, chosen_epochs
 from hybridsearch.data import TaskData
 from hybridsearch.errors import one_line
 from hybridsearch.layout import checkpoint_name
@@ -123,7 +123,7 @@ def _final_model(session: Session, best: FrozenTrial, summary: Summary) -> None:
     summary.best_trial, summary.best_value, summary.best_params = best.number, primary(best), best.params
     summary.best_attrs = {k: best.user_attrs[k] for k in ("n_params", "epochs", "best_epoch") if k in best.user_attrs}
     summary.mlflow_run_id = best.user_attrs.get("mlflow_run_id")
-    summary.refit_epochs = _epochs(best, cfg)
+    summary.refit_epochs = chosen_epochs(best, cfg.trainer.max_epochs)
     session.objective().refit(best.params, summary.refit_epochs, layout.best_checkpoint)
     summary.checkpoint = str(layout.best_checkpoint)
     summary.single_test_metrics = _score(load_best(layout.best_checkpoint), test)
@@ -147,11 +147,6 @@ def _final_model(session: Session, best: FrozenTrial, summary: Summary) -> None:
     if cfg.study.register and session.tracker.parent_run_id:
         version = session.tracker.register_model(load_best(layout.folder), study.study_name, test.test.X[:2])
         summary.registered_model = {"name": study.study_name, "version": version}
-
-
-def _epochs(trial: FrozenTrial, cfg: Any) -> int:
-    """A trial's refit length: its chosen epoch count."""
-    return int(trial.user_attrs.get("best_epoch", cfg.trainer.max_epochs - 1)) + 1
 
 
 def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, Any] | None:
@@ -183,13 +178,13 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
             continue
         try:
             if bag:
-                paths = session.objective().bag(number, t.params, _epochs(t, cfg), folder)
+                paths = session.objective().bag(number, t.params, chosen_epochs(t, cfg.trainer.max_epochs), folder)
             elif number == best.number:
                 paths = [folder / checkpoint_name(number)]
                 shutil.copyfile(session.layout.best_checkpoint, paths[0])
             else:
                 paths = [folder / checkpoint_name(number)]
-                session.objective().refit(t.params, _epochs(t, cfg), paths[0])
+                session.objective().refit(t.params, chosen_epochs(t, cfg.trainer.max_epochs), paths[0])
         except Exception as err:  # a member whose training diverges is left out
             result.setdefault("left_out", {})[number] = one_line(err)
             continue
