@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from quality import publish  # benchmarks/quality.py, beside this script
 
 from hybridsearch.oof import OutOfFold, oof_metrics
 from hybridsearch.ranking import rank_key, signs
@@ -117,10 +118,7 @@ def main() -> None:
         p, g, loss = np.mean(means[rule], axis=0)
         cells.append(f"**{g:.3f}** ({p:.3f}, {loss:.3f}; optimism {p - g:+.3f})")
     lines.append("| mean over datasets | | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "ensemble-selection.md").write_text("\n".join(lines) + "\n")
+    publish(lines, args.out, "ensemble-selection.md")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from quality import publish  # benchmarks/quality.py, beside this script
 
 PARAMS = {
     "topology": "cascade",
@@ -197,11 +198,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     if args.workers:
-        lines = worker_scaling(args.data, *args.workers)
-        print("\n".join(lines))
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"overhead-workers-{args.data}.txt").write_text("\n".join(lines) + "\n")
+        publish(worker_scaling(args.data, *args.workers), args.out, f"overhead-workers-{args.data}.txt")
         return
     plains, trials, starts, floors = [], [], [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
@@ -222,10 +219,8 @@ def main() -> None:
         f"start-up           : {min(starts):7.2f} s from launch to the first epoch's end, "
         f"+{min(starts) - min(floors):.2f} s over `import torch, lightning` ({min(floors):.2f} s)",
     ]
-    print("\n".join(lines))
-    if args.out:  # the README's speed figures (benchmarks/quality.py --readme-only puts them there)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"overhead-{args.data}-{args.epochs}.txt").write_text("\n".join(lines) + "\n")
+    # The README's speed figures (benchmarks/quality.py --readme-only puts them there).
+    publish(lines, args.out, f"overhead-{args.data}-{args.epochs}.txt")
     if not math.isfinite(trial / plain):
         sys.exit(1)
 

@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 import yaml
 from optuna.trial import TrialState, create_trial
+from quality import publish  # benchmarks/quality.py, beside this script
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "pruner" / "percentile.yaml"
 
@@ -117,10 +118,7 @@ def main() -> None:
             f"| {k} | {writes / epochs:.2f} | {epochs} | {changed} of {n} ({100 * changed / max(1, n):.1f}%; "
             f"{pruned} pruned at k=1) | {shift} |"
         )
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "pruning-interval.md").write_text("\n".join(lines) + "\n")
+    publish(lines, args.out, "pruning-interval.md")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,14 @@ REFERENCES = {
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
 
 
+def publish(lines: list[str], out: Path | None, filename: str) -> None:
+    """Print a benchmark's figures and, given ``out``, write them to ``out/filename`` as well."""
+    print("\n".join(lines))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / filename).write_text("\n".join(lines) + "\n")
+
+
 class RunLog:
     """Finished runs, one JSON object a line, keyed by what they measured; read back instead of rerun."""
 
