@@ -130,8 +130,8 @@ class HybridModule(L.LightningModule):
         self._val: list[tuple[Tensor, Tensor]] = []
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """Returns the batch's raw outputs (for out-of-fold scoring); the metrics are logged once,
-        over the whole validation split, at the epoch's end."""
+        """Returns the batch's raw outputs; the metrics are logged once, over the whole validation
+        split, at the epoch's end, which keeps its outputs in ``validation_outputs``."""
         x, lengths, y = batch
         out = self(x, lengths).detach()
         self._val.append((out, y))
@@ -139,6 +139,7 @@ class HybridModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         out, y = (torch.cat(parts) for parts in zip(*self._val, strict=True))
+        self.validation_outputs = out  # the whole split's raw outputs, in its order (for OOF scoring)
         self.log_dict(self.task.metrics(out, y, self.y_std, "val"), batch_size=len(y))
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:

@@ -26,26 +26,20 @@ from hybridsearch.tasks import Task
 
 class ValidationRecorder(L.Callback):
     """Records, at each epoch's validation, the model's raw outputs (logits or values, in the
-    validation split's order) and the monitored metric and loss."""
+    validation split's order, as :class:`hybridsearch.module.HybridModule` keeps them in
+    ``validation_outputs``) and the monitored metric and loss."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
         self.outputs: list[np.ndarray] = []  # one (n_val, ...) array per epoch
         self.values: list[float] = []
         self.losses: list[float] = []
-        self._batches: list[torch.Tensor] = []
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._batches = []
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batches.append(outputs.detach())
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After the module's own epoch-end hook, which logs the metrics.
-        if trainer.sanity_checking or not self._batches:
+        # After the module's own epoch-end hook, which logs the metrics and keeps the outputs.
+        if trainer.sanity_checking:
             return
-        self.outputs.append(torch.cat(self._batches).float().cpu().numpy())
+        self.outputs.append(pl_module.validation_outputs.float().cpu().numpy())
         metrics = trainer.callback_metrics
         self.values.append(float(metrics.get(self.monitor, math.nan)))
         self.losses.append(float(metrics.get("val_loss", math.inf)))
