@@ -88,34 +88,36 @@ def plain_loop(data_name: str, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def command(root: Path, name: str, data_name: str, *overrides: str) -> list[str]:
+    """The command line of a timed study in ``root``: no baseline, report or ensemble, whose work
+    after the search is not what is timed."""
+    return [
+        sys.executable, "-m", "hybridsearch", "+study=timeseries", f"study.name={name}", f"study.root={root}",
+        f"data.name={data_name}", "study.ensemble=1", "study.baseline=false", "study.report=false",
+        f"hydra.run.dir={root}/hydra", *overrides,
+    ]  # fmt: skip
+
+
 def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, float]:
     """(trial seconds, command seconds, seconds from launch to the first epoch's end)."""
     import optuna
     from mlflow import MlflowClient
 
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-overhead-"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "hybridsearch",
-        "+study=timeseries",
-        "study.name=overhead",
-        f"study.root={root}",
-        f"data.name={data_name}",
+    cmd = command(
+        root,
+        "overhead",
+        data_name,
         "study.n_trials=1",
-        "study.ensemble=1",  # no work after the trial that is not timed anyway
-        "study.baseline=false",
-        "study.report=false",
         f"trainer.max_epochs={epochs}",
         "pruner=percentile",
         "data.cv_folds=1",  # one model, as in the plain loop
         "~callbacks.early_stopping",
-        f"hydra.run.dir={root}/hydra",
         "study.enqueue=[" + json.dumps(PARAMS).replace('"', "") + "]",  # Hydra's override grammar
-    ]
+    )
     launch = time.time()
     result = subprocess.run(cmd, capture_output=True, text=True)
-    command = time.time() - launch
+    whole = time.time() - launch
     if result.returncode != 0:
         sys.exit(result.stderr[-3000:])
     trial = optuna.load_study(study_name="overhead", storage=f"sqlite:///{root}/optuna.db").trials[0]
@@ -125,7 +127,7 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
         trial.user_attrs["mlflow_run_id"], "train_loss"
     )
     first_epoch = min(m.timestamp for m in history) / 1000 - launch
-    return seconds, command, first_epoch
+    return seconds, whole, first_epoch
 
 
 def worker_scaling(data_name: str, fixed: int, default: int) -> list[str]:
@@ -153,11 +155,7 @@ def worker_scaling(data_name: str, fixed: int, default: int) -> list[str]:
         for label, workers, threads in (("1 worker", 1, None), ("1 worker, 1 thread", 1, 1), ("2 workers", 2, None)):
             root = Path(tempfile.mkdtemp(prefix="hybridsearch-workers-"))
             env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-            cmd = [
-                sys.executable, "-m", "hybridsearch", "+study=timeseries", "study.name=workers",
-                f"study.root={root}", f"data.name={data_name}", f"study.n_workers={workers}", "study.ensemble=1",
-                "study.baseline=false", "study.report=false", f"hydra.run.dir={root}/hydra", *overrides,
-            ]  # fmt: skip
+            cmd = command(root, "workers", data_name, f"study.n_workers={workers}", *overrides)
             result = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if result.returncode != 0:
                 sys.exit(result.stderr[-3000:])
@@ -204,7 +202,7 @@ def main() -> None:
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
         plains.append(plain_loop(args.data, args.epochs))
         floors.append(import_floor())
-        trial, command, first_epoch = through_hybridsearch(args.data, args.epochs)
+        trial, whole, first_epoch = through_hybridsearch(args.data, args.epochs)
         trials.append(trial)
         starts.append(first_epoch)
     plain, trial = min(plains), min(trials)
@@ -213,7 +211,7 @@ def main() -> None:
     lines = [
         f"{args.data}, {args.epochs} epochs of {PARAMS['topology']}, {torch.get_num_threads()} threads",
         f"plain PyTorch loop : {plain:7.2f} s  (runs: {', '.join(f'{p:.2f}' for p in plains)})",
-        f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {command:.2f} s)",
+        f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {whole:.2f} s)",
         f"overhead ratio     : {trial / plain:7.3f}",
         f"per epoch          : {extra:7.2f} ms over the plain loop's {base:.2f} ms",
         f"start-up           : {min(starts):7.2f} s from launch to the first epoch's end, "
