@@ -88,9 +88,10 @@ class OutOfTime(L.Callback):
 
 class TopologyShare:
     """An Optuna callback that keeps every searched topology at ``share`` of the trials or more:
-    when one falls behind, one trial of it is queued (its other parameters left to the sampler),
-    so an early winner cannot starve the others before they were heard. Nothing is queued once
-    ``more()`` says this command starts no more trials, so none is left waiting after it."""
+    when one would fall behind within the next few trials, one trial of it is queued (its other
+    parameters left to the sampler), so an early winner cannot starve the others before they were
+    heard, and the share holds wherever the study stops. Nothing is queued once ``more()`` says
+    this command starts no more trials, so none is left waiting after it."""
 
     def __init__(self, topologies: Sequence[str], share: float, more: Callable[[optuna.Study], bool]) -> None:
         self.topologies, self.share, self.more = list(topologies), share, more
@@ -103,7 +104,8 @@ class TopologyShare:
             return  # a queued trial comes next anyway
         counts = Counter(topology_of(t) for t in trials)
         behind = min(self.topologies, key=lambda name: counts[name])
-        if counts[behind] < self.share * len(trials):
+        # Look as many trials ahead as there are topologies: several may fall behind at once.
+        if counts[behind] < self.share * (len(trials) + len(self.topologies)):
             study.enqueue_trial({"topology": behind})
 
 

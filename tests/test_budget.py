@@ -82,6 +82,21 @@ def test_a_topology_behind_its_share_is_queued_one_trial_at_a_time() -> None:
     assert sorted(queued) == ["cascade", "conv_gated", "feature_extractor"]
 
 
+def test_every_topology_keeps_its_share_wherever_the_study_stops() -> None:
+    exploit = optuna.samplers.PartialFixedSampler({"topology": "parallel"}, optuna.samplers.RandomSampler())
+    study = optuna.create_study(direction="maximize", sampler=exploit)  # a sampler stuck on one winner
+    share = TopologyShare(TOPOLOGIES, 0.15, more=lambda study: True)
+    for n in range(1, 201):
+        trial = study.ask()
+        trial.suggest_categorical("topology", TOPOLOGIES)
+        study.tell(trial, 0.5)
+        share(study, study.trials[-1])
+        if n >= 8:  # from 8 trials on, each of the four can hold 15% (2 of 8)
+            told = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))  # not the one queued
+            counts = [sum(t.params["topology"] == name for t in told) for name in TOPOLOGIES]
+            assert min(counts) >= 0.15 * n, (n, counts)
+
+
 def test_nothing_is_queued_at_its_share_or_when_the_command_stops() -> None:
     study = optuna.create_study(direction="maximize")
     for i, topology in enumerate(["parallel", "cascade"] * 3):
