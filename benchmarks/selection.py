@@ -30,6 +30,7 @@ VARIANTS = {
     "default": [],  # logged before the bagged final model: each selected trial refit
     "bag": ["study.final_fit=bag"],  # the default since the bagged final model
     "refit": ["study.final_fit=refit"],
+    "sha": ["pruner=successive_halving"],  # multi-fidelity: rungs at 10 and 30 epochs of the first fold
     "steps+sha": [  # epochs by optimiser steps, successive halving over epochs
         "trainer.max_epochs=1000",
         "trainer.max_steps=1500",

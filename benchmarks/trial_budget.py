@@ -1,0 +1,95 @@
+"""How many trials a 10-minute study finishes at the size issue 14 names: 200 training series of
+500 steps, on 2 cores, per pruner; and whether each topology keeps its share.
+
+    python benchmarks/trial_budget.py [--pruners percentile successive_halving] [--budget 600]
+                                      [--seeds 0] [--out benchmarks/results]
+
+None of the bundled development sets is that large (the largest, PickupGestureWiimoteZ, has 50
+series of up to 361 steps), so the data is synthetic and seeded: four classes of noisy sines at
+two frequencies, each with a bump up or down at a random place. Only the study's trial counts and
+wall time are read; its test score takes part in no choice. Runs are logged to
+``<out>/runs.jsonl`` as ``quality.py``'s are, and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from quality import ROOT, RunLog, cli, publish  # benchmarks/quality.py, beside this script
+
+SERIES, STEPS, CLASSES = 200, 500, 4
+
+
+def synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` series (n, 1, STEPS) and their classes: a sine at one of two frequencies, a bump up or down."""
+    t = np.arange(STEPS)
+    y = rng.integers(0, CLASSES, n)
+    X = np.empty((n, 1, STEPS), np.float32)
+    for i, label in enumerate(y):
+        sine = np.sin(2 * np.pi * (0.02 if label % 2 == 0 else 0.03) * t + rng.uniform(0, 2 * np.pi))
+        centre = rng.integers(50, STEPS - 50)
+        bump = (1.0 if label >= 2 else -1.0) * np.exp(-0.5 * ((t - centre) / 10.0) ** 2)
+        X[i, 0] = sine + 1.5 * bump + 0.5 * rng.standard_normal(STEPS)
+    return X, y
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    paths = folder / "train.npz", folder / "test.npz"
+    for path, n in zip(paths, (SERIES, SERIES // 2), strict=True):
+        X, y = synthetic(n, rng)
+        np.savez(path, X=X, y=y)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pruners", nargs="+", default=["percentile", "successive_halving"])
+    parser.add_argument("--budget", type=float, default=600)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    log = RunLog(args.out / "runs.jsonl")
+    root = Path(tempfile.mkdtemp(prefix="hybridsearch-trial-budget-"))
+    train, test = write_data(root)
+    print(f"studies of this run: {root}", flush=True)
+    lines = [
+        f"A {args.budget:g}-s study (`study.timeout={args.budget:g}`) on synthetic data of {SERIES} training "
+        f"series x {STEPS} steps, {CLASSES} classes, 2-core CPU; trials finished (complete / pruned), "
+        "the smallest topology's share, and the command's wall time.",
+        "",
+        "| pruner | seed | trials | complete | pruned | smallest share | wall (s) | commit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pruner in args.pruners:
+        for seed in args.seeds:
+
+            def measure(pruner=pruner, seed=seed) -> dict:
+                name = f"synthetic-{pruner}-{seed}-{int(time.time())}"
+                start = time.time()
+                s = cli(
+                    root, name, "synthetic", seed, "study.n_trials=null", f"study.timeout={args.budget}",
+                    f"data.path={train}", f"data.test_path={test}", f"pruner={pruner}",
+                )  # fmt: skip
+                return {
+                    "trials": s["trials"],
+                    "topologies": {k: v["trials"] for k, v in s.get("topologies", {}).items()},
+                    "wall_s": round(time.time() - start, 1),
+                }
+
+            run = log.get(f"trial-budget|{SERIES}x{STEPS}|{pruner}|{seed}|{args.budget:g}", measure)
+            n = sum(run["trials"].values())
+            share = min(run["topologies"].values()) / n if run["topologies"] else float("nan")
+            lines.append(
+                f"| {pruner} | {seed} | {n} | {run['trials'].get('complete', 0)} | {run['trials'].get('pruned', 0)} "
+                f"| {share:.1%} | {run['wall_s']:.0f} | {run['commit']} |"
+            )
+    publish(lines, args.out, "trial-budget.md")
+
+
+if __name__ == "__main__":
+    main()
