@@ -46,6 +46,13 @@ def write_data(folder: Path) -> tuple[Path, Path]:
     return paths
 
 
+def table_row(pruner: str, seed: int, run: dict) -> str:
+    n = sum(run["trials"].values())
+    share = min(run["topologies"].values()) / n if run["topologies"] else float("nan")
+    counts = f"{n} | {run['trials'].get('complete', 0)} | {run['trials'].get('pruned', 0)}"
+    return f"| {pruner} | {seed} | {counts} | {share:.1%} | {run['wall_s']:.0f} | {run['commit']} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruners", nargs="+", default=["percentile", "successive_halving"])
@@ -82,12 +89,7 @@ def main() -> None:
                 }
 
             run = log.get(f"trial-budget|{SERIES}x{STEPS}|{pruner}|{seed}|{args.budget:g}", measure)
-            n = sum(run["trials"].values())
-            share = min(run["topologies"].values()) / n if run["topologies"] else float("nan")
-            lines.append(
-                f"| {pruner} | {seed} | {n} | {run['trials'].get('complete', 0)} | {run['trials'].get('pruned', 0)} "
-                f"| {share:.1%} | {run['wall_s']:.0f} | {run['commit']} |"
-            )
+            lines.append(table_row(pruner, seed, run))
     publish(lines, args.out, "trial-budget.md")
 
 
