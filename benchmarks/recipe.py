@@ -41,6 +41,12 @@ VARIANTS: dict[str, list[str]] = {  # name -> config overrides
     "steps + jitter": [*STEPS, fixed("augment", "jitter")],
     "steps + warp": [*STEPS, fixed("augment", "warp")],
 }
+# The LSTM branch of the enqueued LSTM-FCN design, alone (the paper's dimension shuffle is the
+# "before" row's): reading the series in time order, raw or in windows of ``lstm_patch`` steps.
+DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel design
+    "LSTM-FCN, LSTM on raw steps": {"dimension_shuffle": False, "lstm_patch": 1},
+    "LSTM-FCN, LSTM on windows of 8 steps": {"dimension_shuffle": False, "lstm_patch": 8},
+}
 
 
 def measure(dataset: str, variant: str, seed: int) -> list[dict]:
@@ -49,7 +55,7 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
     from hybridsearch.config import register_configs
     from hybridsearch.session import open_session, quiet_libraries
 
-    overrides = VARIANTS[variant]
+    overrides = VARIANTS.get(variant, [*VARIANTS["before"], "space.model.lstm_patch.choices=[1,4,8,16]"])
     register_configs()
     with tempfile.TemporaryDirectory() as root, quiet_libraries():
         with initialize_config_module("hybridsearch.conf", version_base="1.3"):
@@ -68,6 +74,8 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
         session = open_session(cfg)
         extra = {p.name: p.choices[0] for p in session.space.training if p.name not in cfg.study.enqueue[0]}
         designs = [dict(d) for d in cfg.study.enqueue]
+        if variant in DESIGNS:
+            designs = [{**d, **DESIGNS[variant]} for d in designs if d["topology"] == "parallel"]
         rows = []
         for design in designs:
             session.study.enqueue_trial({**design, **extra})
@@ -115,7 +123,7 @@ def table(rows: list[dict], variants: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=DEVELOPMENT)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=[*VARIANTS, *DESIGNS])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--fresh", action="store_true")

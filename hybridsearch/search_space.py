@@ -243,11 +243,11 @@ def model_arguments(params: Mapping[str, Any], seq_len: int) -> tuple[dict[str, 
             kwargs[name] = [params[f"{name}_{i}"] for i in range(1, layers + 1)]
     notes: list[str] = []
     steps = seq_len
-    if "patch_len" in kwargs:
-        if kwargs["patch_len"] > seq_len:
-            notes.append(f"patch_len {kwargs['patch_len']} -> {seq_len}: longer than the series")
-            kwargs["patch_len"] = seq_len
-        steps = kwargs["patch_len"]
+    for window in ("patch_len", "lstm_patch"):
+        if kwargs.get(window, 0) > seq_len:
+            notes.append(f"{window} {kwargs[window]} -> {seq_len}: longer than the series")
+            kwargs[window] = seq_len
+    steps = kwargs.get("patch_len", seq_len)
     pool, size = kwargs.get("pool", "none"), kwargs.get("pool_size", 1)
     if pool != "none" and size > 1 and "conv_channels" in kwargs:
         n = len(kwargs["conv_channels"])

@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from hybridsearch.models import HYBRIDS, TOPOLOGIES
+from hybridsearch.models.topologies import fold_steps
 from hybridsearch.search_space import count_parameters
 
 SEQ = 40
 # Small settings so the whole matrix runs in seconds; every knob the constructors share is exercised.
 SMALL = {
     "feature_extractor": {"patch_len": 8, "patch_overlap": 0.5, "conv_channels": [8, 8], "conv_kernel": [3, 5]},
-    "parallel": {"conv_channels": [8, 8], "conv_kernel": [5, 3], "fusion": "gate"},
+    "parallel": {"conv_channels": [8, 8], "conv_kernel": [5, 3], "fusion": "gate", "lstm_patch": 4},
     "cascade": {"conv_channels": [8, 8], "conv_kernel": [3, 3], "pool": "avg", "pool_size": 2},
     "conv_gated": {"patch_len": 8, "lstm_hidden": 8, "lstm_layers": 2},
     "lstm": {"lstm_hidden": 8, "bidirectional": True},
@@ -96,8 +97,20 @@ def test_conv_gated_gate_kernel_changes_parameters() -> None:
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_parallel_fusion_and_dimension_shuffle(fusion: str, shuffle: bool) -> None:
     model = make("parallel", 3, 2, fusion=fusion, dimension_shuffle=shuffle, lstm_hidden=6)
-    assert model.lstm.input_size == (SEQ if shuffle else 3)
+    assert model.lstm.input_size == (SEQ if shuffle else 3 * 4)  # or windows of lstm_patch=4 steps
     assert model(torch.randn(2, 3, SEQ)).shape == (2, 2)
+
+
+def test_the_lstm_branch_reads_windows_of_lstm_patch_steps() -> None:
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    seq, n = fold_steps(x, torch.tensor([10, 5]), 4)
+    assert seq.shape == (2, 3, 12)  # ceil(10 / 4) steps of 3 channels x 4 steps
+    assert n.tolist() == [3, 2]  # a partial last window counts; padding is zeroed
+    torch.testing.assert_close(seq[0, 0], torch.cat([x[0, c, :4] for c in range(3)]))
+    assert seq[0, 2, 2::4].eq(0).all() and seq[1, 1, 1:4].eq(0).all()
+    raw, same = fold_steps(x, None, 1)
+    torch.testing.assert_close(raw, x.transpose(1, 2))  # lstm_patch 1: the raw steps, as LSTM-FCN reads them
+    assert same is None
 
 
 def test_dimension_shuffle_rejects_series_longer_than_seq_len() -> None:
