@@ -1,7 +1,7 @@
 """How many trials a 10-minute study finishes at the size issue 14 names: 200 training series of
 500 steps, on 2 cores, per pruner; and whether each topology keeps its share.
 
-    python benchmarks/trial_budget.py [--pruners percentile successive_halving] [--budget 600]
+    python benchmarks/trial_budget.py [--pruners percentile successive_halving ...] [--budget 600]
                                       [--seeds 0] [--out benchmarks/results]
 
 None of the bundled development sets is that large (the largest, PickupGestureWiimoteZ, has 50
@@ -22,6 +22,11 @@ import numpy as np
 from quality import ROOT, RunLog, cli, publish  # benchmarks/quality.py, beside this script
 
 SERIES, STEPS, CLASSES = 200, 500, 4
+PRUNERS = {  # name -> overrides
+    "percentile": ["pruner=percentile"],  # the default
+    "successive_halving": ["pruner=successive_halving"],  # rungs at 10, 30 epochs of the first fold
+    "successive_halving from 5": ["pruner=successive_halving", "pruner.min_resource=5"],  # 5, 15, 45
+}
 
 
 def synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +60,7 @@ def table_row(pruner: str, seed: int, run: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pruners", nargs="+", default=["percentile", "successive_halving"])
+    parser.add_argument("--pruners", nargs="+", choices=list(PRUNERS), default=list(PRUNERS))
     parser.add_argument("--budget", type=float, default=600)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -76,11 +81,11 @@ def main() -> None:
         for seed in args.seeds:
 
             def measure(pruner=pruner, seed=seed) -> dict:
-                name = f"synthetic-{pruner}-{seed}-{int(time.time())}"
+                name = f"synthetic-{len(log.runs)}-{seed}-{int(time.time())}"
                 start = time.time()
                 s = cli(
                     root, name, "synthetic", seed, "study.n_trials=null", f"study.timeout={args.budget}",
-                    f"data.path={train}", f"data.test_path={test}", f"pruner={pruner}",
+                    f"data.path={train}", f"data.test_path={test}", *PRUNERS[pruner],
                 )  # fmt: skip
                 return {
                     "trials": s["trials"],
