@@ -25,7 +25,12 @@ SERIES, STEPS, CLASSES = 200, 500, 4
 PRUNERS = {  # name -> overrides
     "percentile": ["pruner=percentile"],  # the default
     "successive_halving": ["pruner=successive_halving"],  # rungs at 10, 30 epochs of the first fold
-    "successive_halving from 5": ["pruner=successive_halving", "pruner.min_resource=5"],  # 5, 15, 45
+    # ... and each trial's most epochs by optimiser steps (here 150 epochs of 10 batches)
+    "successive_halving, epochs by steps": [
+        "pruner=successive_halving",
+        "trainer.max_epochs=1000",
+        "trainer.max_steps=1500",
+    ],
 }
 
 
