@@ -148,7 +148,10 @@ def main() -> None:
         "Out-of-fold accuracy (5 folds of each training split; test not read) of the two enqueued designs,\n"
         "per variant of the training recipe; each cell: mean, OOF log loss, then per design\n"
         "accuracy/epochs trained. Window warping falls back to jitter on padded (unequal-length) sets such\n"
-        "as PickupGestureWiimoteZ.\n\n" + table(rows, args.variants) + "\n"
+        "as PickupGestureWiimoteZ. The LSTM-FCN rows train that design alone, its LSTM reading the series\n"
+        "in time order (the before row's LSTM-FCN reads it transposed, the paper's dimension shuffle).\n\n"
+        + table(rows, args.variants)
+        + "\n"
     )
     (args.out / "recipe.md").write_text(text)
     print(text)
