@@ -46,10 +46,18 @@ class Pruning(PyTorchLightningPruningCallback):
     median pruners) and reports there and at each new best value. The pruners read a trial's value
     at the deciding epoch and its best so far, so every decision is the one that a report each epoch
     gives (tests/test_pruning.py); benchmarks/pruning_interval.py measures the writes saved.
+
+    Fold ``i`` of a cross-validated trial reports epoch ``e`` as step ``offset + e`` with
+    ``offset = i x`` the trial's epoch limit, for pruners that rank trials at rungs
+    (``CachedPruner.spans_folds``: successive halving): its resource is then epochs
+    over folds, its later rungs fall in later folds, and the folds are spent on the trials that
+    survive the first rungs. All trials use the same folds, so a step means the same fold and
+    epoch for each of them.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str, offset: int = 0) -> None:
         super().__init__(trial, monitor=monitor)
+        self.offset = offset
         self.decides_at = getattr(trial.study.pruner, "decides_at", lambda step: True)
         self.maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
         self.best = math.nan
@@ -58,7 +66,7 @@ class Pruning(PyTorchLightningPruningCallback):
         score = trainer.callback_metrics.get(self.monitor)
         if trainer.sanity_checking or score is None:  # the latter: Optuna's warning
             return super().on_validation_end(trainer, pl_module)
-        self.report(pl_module.current_epoch, score.item())
+        self.report(self.offset + pl_module.current_epoch, score.item())
 
     def report(self, epoch: int, value: float) -> None:
         """Report ``value`` at ``epoch`` where it matters; raises ``TrialPruned`` if the pruner says so."""
@@ -127,7 +135,8 @@ class Objective:
         invocation: id of the command running this trial, recorded on the trial.
         cv_folds: with k > 1, each trial trains k models, one per fold of training plus validation
             data, and is scored on their out-of-fold predictions at one shared epoch count (the
-            first fold is reported each epoch, for pruning): steadier than one small validation split.
+            first fold reports to the pruner, and with successive halving the others after it):
+            steadier than one small validation split.
         keep: OOF predictions are kept for trials that rank in the study's top ``keep`` when they
             finish (the rule of :mod:`hybridsearch.ranking`): the ensemble's candidates.
         objectives: further objectives, minimised after the metric (multi-objective search):
@@ -249,11 +258,14 @@ class Objective:
 
     def _train(self, trial: optuna.Trial, params: Mapping[str, Any], run_id: str | None) -> tuple[float, dict]:
         """Train every fold, choose one epoch count on the fold-averaged curve, score the OOF
-        predictions at it (:mod:`hybridsearch.oof`). The first fold reports each epoch to MLflow
-        and the pruner and may stop early; the others train as many epochs as it did."""
+        predictions at it (:mod:`hybridsearch.oof`). The first fold logs each epoch to MLflow and
+        may stop early; the others train as many epochs as it did. The first fold reports to the
+        pruner, and the others too where the pruner's rungs span folds (:class:`Pruning`)."""
         seed = None if self.seed is None else self.seed + trial.number
         data = self.data.for_trial(params)
         pool, indices, splits = data.validation_pool(self.cv_folds, self.fold_seed)
+        limit = self.epoch_limit(params)
+        spans_folds = getattr(trial.study.pruner, "spans_folds", False)
         start = time.perf_counter()
         recorders: list[ValidationRecorder] = []
         epochs: int | None = None
@@ -266,8 +278,8 @@ class Objective:
                 callbacks.append(RecordDevice(trial))
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
-                if not self.objectives:  # Optuna prunes single-objective studies only
-                    callbacks.append(Pruning(trial, self.metric))
+            if not self.objectives and (i == 0 or spans_folds):  # Optuna prunes single-objective studies only
+                callbacks.append(Pruning(trial, self.metric, offset=i * limit))
             recorders.append(recorder)
             try:
                 module, _ = self.fit(

@@ -78,6 +78,16 @@ class CachedPruner(optuna.pruners.BasePruner):
         self._number: int | None = None
         self._trials: list[optuna.trial.FrozenTrial] = []
 
+    @property
+    def spans_folds(self) -> bool:
+        """Whether a cross-validated trial's later folds report too. Successive halving judges a
+        trial at a rung by its value there, the same fold and epoch for every trial; the percentile
+        and median pruners set a trial's best over all its steps against the others' values at one
+        step, which past the first fold would set one fold against another, and Hyperband's
+        brackets end at its ``max_resource`` (the epochs of one fold), so they judge the first
+        fold only."""
+        return isinstance(self.pruner, optuna.pruners.SuccessiveHalvingPruner)
+
     def decides_at(self, step: int) -> bool:
         """Whether the pruner decides at ``step`` (an epoch).
 

@@ -269,6 +269,30 @@ def test_every_fold_trains_the_epochs_of_the_first_which_may_stop_early(data, tr
     assert study.trials[0].user_attrs["best_epoch"] in (0, 1)
 
 
+def test_successive_halving_counts_epochs_over_folds_and_may_stop_a_trial_in_a_later_fold(data, tracker, tmp_path):
+    from hybridsearch.storage import CachedPruner
+
+    class PruneInTheSecondFold(optuna.pruners.SuccessiveHalvingPruner):
+        def prune(self, study, trial):  # rungs at steps 1, 2, 4: fold 0's second epoch, fold 1's first, ...
+            return trial.last_step >= 2  # 2 epochs a fold: step 2 is the second fold's first epoch
+
+    objective = make_objective(data, tracker, tmp_path, cv_folds=3)
+    runs = {}
+    for name, pruner in [
+        ("halving", PruneInTheSecondFold(min_resource=1, reduction_factor=2)),
+        ("percentile", optuna.pruners.PercentilePruner(25.0, n_startup_trials=0, n_warmup_steps=0)),
+    ]:
+        study = optuna.create_study(direction="maximize", pruner=CachedPruner(pruner))
+        study.enqueue_trial(CASCADE)
+        study.optimize(objective, n_trials=1)
+        runs[name] = study.trials[0]
+    halved = runs["halving"]
+    assert halved.state.name == "PRUNED" and max(halved.intermediate_values) == 2
+    assert halved.user_attrs["epochs"] == 3  # fold 0's two epochs and fold 1's first: its folds were not all spent
+    assert runs["percentile"].state.name == "COMPLETE"  # the percentile pruner judges the first fold only
+    assert max(runs["percentile"].intermediate_values) <= 1
+
+
 def test_every_trial_is_scored_on_the_same_folds(data, tracker, tmp_path, monkeypatch):
     from hybridsearch.data import TaskData
 

@@ -91,7 +91,7 @@ def test_a_weighted_ensemble_loads_with_its_weights(tmp_path: Path) -> None:
         torch.testing.assert_close(model(x).softmax(-1), expected)
 
 
-def run(root: Path, permute_test: bool, monkeypatch) -> dict:
+def run(root: Path, permute_test: bool, monkeypatch, *extra: str) -> dict:
     """A small study in this process; with ``permute_test`` the test labels are shuffled first."""
     from hybridsearch import session
     from hybridsearch.study import run_study
@@ -120,6 +120,7 @@ def run(root: Path, permute_test: bool, monkeypatch) -> dict:
                 "study.register=false",
                 "study.baseline=false",
                 "pruner=none",
+                *extra,
             ],
         )
     summary = run_study(cfg)
@@ -145,3 +146,21 @@ def test_permuting_the_test_labels_changes_no_choice(tmp_path: Path, monkeypatch
     assert a.ensemble["trials"] == b.ensemble["trials"] and a.ensemble["weights"] == b.ensemble["weights"]
     assert a.selection_score == b.selection_score
     assert a.test_metrics != b.test_metrics  # the test labels did change, and only the test scores show it
+
+
+@pytest.mark.slow
+def test_out_of_time_the_final_model_is_the_best_trials_bag_whose_time_was_reserved(tmp_path: Path, monkeypatch):
+    from hybridsearch.results import _final
+
+    real = _final._select
+
+    def select(session, best, test):  # another trial weighs most
+        other = next(t.number for t in session.study.trials if t.number != best.number and t.value is not None)
+        return {**real(session, best, test), "trials": [other, best.number], "weights": [0.7, 0.3]}
+
+    monkeypatch.setattr(_final, "_select", select)
+    monkeypatch.setattr(_final, "bag_seconds", lambda trial, folds: 1e9)  # no other member's bag fits the time
+    s = run(tmp_path, False, monkeypatch, "study.timeout=3600")["summary"]
+    assert s.ensemble["trials"] == [s.best_trial] and s.ensemble["weights"] == [1.0]
+    assert (tmp_path / "honest" / "ensemble" / f"trial-{s.best_trial:05d}-fold-0.ckpt").exists()
+    assert list(s.ensemble["left_out"].values()) == ["out of time"]

@@ -170,10 +170,20 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
     folder.mkdir(parents=True)
     files: dict[str, float] = {}
     kept: dict[int, float] = {}
-    for number, weight in sorted(members.items(), key=lambda m: -m[1]):  # heaviest first
+    # The best trial first (the search left time for its bag), then the heaviest, while time is left;
+    # if no member fits, the best trial alone.
+    order: list[tuple[int, float | None]] = sorted(members.items(), key=lambda m: (m[0] != best.number, -m[1]))
+    if bag and best.number not in members:
+        order.append((best.number, None))
+    for number, weight in order:
         t = trials[number]
+        if weight is None:  # the fallback
+            if kept:
+                break
+            weight = 1.0
+            result["oof_metrics"] = {session.metric: primary(best), "val_loss": best.user_attrs.get("val_loss")}
         late = session.deadline is not None and time.time() + bag_seconds(t, session.cv_folds) > session.deadline
-        if bag and kept and late:  # the first member always; the others while time is left
+        if bag and late and number != best.number:
             result.setdefault("left_out", {})[number] = "out of time"
             continue
         try:
