@@ -42,7 +42,8 @@ def windows(x: Tensor, lengths: Tensor | None, size: int, stride: int) -> tuple[
 
 def fold_steps(x: Tensor, lengths: Tensor | None, size: int) -> tuple[Tensor, Tensor | None]:
     """(B, C, T) -> (B, ceil(T / size), C * size): every ``size`` steps read as one step of
-    ``C * size`` features (the last window zero-padded), with each series' number of such steps."""
+    ``C * size`` features (the last window zero-padded), with each series' number of such steps.
+    Unlike :func:`windows`, which keeps whole windows only, no step of a series is dropped."""
     B, C, T = x.shape
     n = -(-T // size)
     x = pad_to(zero_padding(x, lengths), n * size)
