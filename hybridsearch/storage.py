@@ -73,8 +73,8 @@ class CachedPruner(optuna.pruners.BasePruner):
     Trials that finish elsewhere while this one runs are seen from the next trial on.
     """
 
-    def __init__(self, pruner: optuna.pruners.BasePruner) -> None:
-        self.pruner = pruner
+    def __init__(self, pruner: optuna.pruners.BasePruner, within_topology: bool = False) -> None:
+        self.pruner, self.within_topology = pruner, within_topology
         self._number: int | None = None
         self._trials: list[optuna.trial.FrozenTrial] = []
 
@@ -108,6 +108,9 @@ class CachedPruner(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         if self._number != trial.number:
             self._number, self._trials = trial.number, study.get_trials(deepcopy=False)
+            if self.within_topology:
+                topology = trial.params.get("topology")
+                self._trials = [t for t in self._trials if t.params.get("topology") == topology]
         return self.pruner.prune(_TrialsSnapshot(study, self._trials), trial)
 
 
