@@ -47,12 +47,12 @@ class Pruning(PyTorchLightningPruningCallback):
     at the deciding epoch and its best so far, so every decision is the one that a report each epoch
     gives (tests/test_pruning.py); benchmarks/pruning_interval.py measures the writes saved.
 
-    Fold ``i`` of a cross-validated trial reports epoch ``e`` as step ``offset + e`` with
-    ``offset = i x`` the trial's epoch limit, for pruners that rank trials at rungs
-    (``CachedPruner.spans_folds``: successive halving): its resource is then epochs
-    over folds, its later rungs fall in later folds, and the folds are spent on the trials that
-    survive the first rungs. All trials use the same folds, so a step means the same fold and
-    epoch for each of them.
+    Fold ``i`` of a cross-validated trial reports epoch ``e`` as step ``offset + e``, ``offset``
+    the epochs its earlier folds trained, for pruners that rank trials at rungs
+    (``CachedPruner.spans_folds``: successive halving): its resource is then the epochs it has
+    trained over all folds, its later rungs fall in later folds, and the folds are spent on the
+    trials that survive the first rungs. A step is the same training spent for every trial,
+    whether its first fold stopped early or not.
     """
 
     def __init__(self, trial: optuna.Trial, monitor: str, offset: int = 0) -> None:
@@ -264,7 +264,6 @@ class Objective:
         seed = None if self.seed is None else self.seed + trial.number
         data = self.data.for_trial(params)
         pool, indices, splits = data.validation_pool(self.cv_folds, self.fold_seed)
-        limit = self.epoch_limit(params)
         spans_folds = getattr(trial.study.pruner, "spans_folds", False)
         start = time.perf_counter()
         recorders: list[ValidationRecorder] = []
@@ -279,7 +278,7 @@ class Objective:
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
             if not self.objectives and (i == 0 or spans_folds):  # Optuna prunes single-objective studies only
-                callbacks.append(Pruning(trial, self.metric, offset=i * limit))
+                callbacks.append(Pruning(trial, self.metric, offset=sum(r.epochs for r in recorders)))
             recorders.append(recorder)
             try:
                 module, _ = self.fit(

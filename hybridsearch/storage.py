@@ -71,6 +71,10 @@ class CachedPruner(optuna.pruners.BasePruner):
     Optuna's median and percentile pruners load every finished trial, with all its intermediate
     values, each time a trial asks whether to stop: per epoch, and slower as the study grows.
     Trials that finish elsewhere while this one runs are seen from the next trial on.
+
+    ``within_topology``: a trial is judged against its own topology's trials only, so a topology
+    that learns slowly is not stopped for trailing a faster one at the same epoch (with successive
+    halving, the first trial of each topology reaches full fidelity).
     """
 
     def __init__(self, pruner: optuna.pruners.BasePruner, within_topology: bool = False) -> None:
