@@ -31,7 +31,6 @@ VARIANTS = {
     "bag": ["study.final_fit=bag"],  # the default since the bagged final model
     "refit": ["study.final_fit=refit"],
     "sha": ["pruner=successive_halving"],  # multi-fidelity: rungs at 10 and 30 epochs of the first fold
-    "sha-topology": ["pruner=successive_halving", "study.prune_within_topology=true"],  # rungs per topology
     "steps": ["trainer.max_epochs=1000", "trainer.max_steps=1500"],  # epochs by optimiser steps
     "steps+sha": [  # epochs by optimiser steps, successive halving over epochs
         "trainer.max_epochs=1000",

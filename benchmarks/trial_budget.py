@@ -25,8 +25,6 @@ SERIES, STEPS, CLASSES = 200, 500, 4
 PRUNERS = {  # name -> overrides
     "percentile": ["pruner=percentile"],  # the default: judges the first fold from epoch 15 on
     "successive_halving": ["pruner=successive_halving"],  # rungs at 10, 30, 90, 270 epochs over the folds
-    # the same rungs, each trial judged against its own topology's trials only
-    "sha-topology": ["pruner=successive_halving", "study.prune_within_topology=true"],
 }
 
 

@@ -38,7 +38,6 @@ class StudyConfig:
     final_fit: str = "bag"
     baseline: bool = True  # score MiniRocket on the same folds and on test, beside the search
     topology_share: float = 0.15  # each searched topology gets at least this share of the trials
-    prune_within_topology: bool = False  # the pruner judges a trial against its own topology's trials only
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

@@ -322,7 +322,7 @@ def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
         study = _load_study(cfg, storage, data, metric, direction, cv_folds)
     else:
         study = optuna.load_study(study_name=cfg.study.name, storage=storage)
-    study.pruner = CachedPruner(pruner, within_topology=cfg.study.prune_within_topology)
+    study.pruner = CachedPruner(pruner)
     return Session(cfg, space, data, metric, direction, study, tracker, enqueue, cv_folds)
 
 

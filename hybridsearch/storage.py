@@ -71,14 +71,10 @@ class CachedPruner(optuna.pruners.BasePruner):
     Optuna's median and percentile pruners load every finished trial, with all its intermediate
     values, each time a trial asks whether to stop: per epoch, and slower as the study grows.
     Trials that finish elsewhere while this one runs are seen from the next trial on.
-
-    ``within_topology``: a trial is judged against its own topology's trials only, so a topology
-    that learns slowly is not stopped for trailing a faster one at the same epoch (with successive
-    halving, the first trial of each topology reaches full fidelity).
     """
 
-    def __init__(self, pruner: optuna.pruners.BasePruner, within_topology: bool = False) -> None:
-        self.pruner, self.within_topology = pruner, within_topology
+    def __init__(self, pruner: optuna.pruners.BasePruner) -> None:
+        self.pruner = pruner
         self._number: int | None = None
         self._trials: list[optuna.trial.FrozenTrial] = []
 
@@ -112,9 +108,6 @@ class CachedPruner(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         if self._number != trial.number:
             self._number, self._trials = trial.number, study.get_trials(deepcopy=False)
-            if self.within_topology:
-                topology = trial.params.get("topology")
-                self._trials = [t for t in self._trials if t.params.get("topology") == topology]
         return self.pruner.prune(_TrialsSnapshot(study, self._trials), trial)
 
 

@@ -61,29 +61,3 @@ def test_the_deciding_epochs_of_each_pruner() -> None:
     assert [e for e in range(300) if rungs.decides_at(e)] == [10, 30, 90, 270]
     percentile = CachedPruner(optuna.pruners.PercentilePruner(25.0, n_warmup_steps=15, interval_steps=5))
     assert [e for e in range(35) if percentile.decides_at(e)] == [15, 20, 25, 30]
-
-
-def test_within_topology_a_trial_is_judged_against_its_own_topology_only() -> None:
-    """Two strong trials of one topology, then one weaker of another: successive halving stops the
-    latter at its first rung among all trials, and lets it on among its own topology's."""
-
-    def pruned_at_first_rung(within: bool) -> list[bool]:
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=2)
-        study = optuna.create_study(direction="maximize", pruner=CachedPruner(pruner, within_topology=within))
-        out = []
-        for topology, value in [("a", 0.9), ("a", 0.8), ("b", 0.5)]:
-            study.enqueue_trial({"topology": topology})
-            trial = study.ask()
-            trial.suggest_categorical("topology", ["a", "b"])
-            callback, pruned = Pruning(trial, "val_acc"), False
-            try:
-                for epoch in range(4):
-                    callback.report(epoch, value)
-            except optuna.TrialPruned:
-                pruned = True
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED) if pruned else study.tell(trial, value)
-            out.append(pruned)
-        return out
-
-    assert pruned_at_first_rung(within=False) == [False, True, True]
-    assert pruned_at_first_rung(within=True) == [False, True, False]
