@@ -2,7 +2,8 @@
 MiniRocket on the same folds and split, on the development datasets.
 
     python benchmarks/selection.py [--datasets GunPoint ItalyPowerDemand BasicMotions PickupGestureWiimoteZ]
-                                   [--seeds 0 1 2] [--budget 600] [--out benchmarks/results]
+                                   [--seeds 0 1 2] [--budget 600] [--variant steps] [--logged]
+                                   [--out benchmarks/results]
 
 Each study is the default ``+study=timeseries`` with ``study.timeout=<budget>``, through the
 command line, on the dataset's own train / test split. Its ``summary.json`` gives every figure:
@@ -40,7 +41,9 @@ VARIANTS = {
 }
 
 
-def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path, variant: str = "default") -> dict:
+def study(
+    log: RunLog, dataset: str, seed: int, budget: float, root: Path, variant: str = "default", run: bool = True
+) -> dict | None:
     def measure() -> dict:
         name = f"{dataset}-{seed}-{int(time.time())}"
         start = time.time()
@@ -63,7 +66,7 @@ def study(log: RunLog, dataset: str, seed: int, budget: float, root: Path, varia
         }
 
     key = ["selection", dataset, str(seed), f"{budget:g}"] + ([] if variant == "default" else [variant])
-    return log.get("|".join(key), measure)
+    return log.get("|".join(key), measure, run=run)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -81,18 +84,23 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--variant", choices=list(VARIANTS), default="default")
+    parser.add_argument("--logged", action="store_true", help="tabulate the logged runs only; run none")
     args = parser.parse_args()
     log = RunLog(args.out / "runs.jsonl")
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-selection-"))
     print(f"studies of this run: {root}", flush=True)
     rows = []
     for dataset in args.datasets:
-        runs = [study(log, dataset, seed, args.budget, root, args.variant) for seed in args.seeds]
+        runs = [study(log, dataset, seed, args.budget, root, args.variant, not args.logged) for seed in args.seeds]
+        runs = [r for r in runs if r is not None]
+        if not runs:
+            continue
         before = [log.runs.get(f"study|{dataset}|{seed}|600") for seed in args.seeds]
         before = [b for b in before if b]
         rows.append(
             {
                 "dataset": dataset,
+                "seeds": ", ".join(r["key"].split("|")[2] for r in runs),
                 "test": mean_sd([r["accuracy"] for r in runs]),
                 "selection": mean_sd([r["selection_score"] for r in runs]),
                 "optimism": mean_sd([r["optimism"] for r in runs]),
@@ -109,6 +117,7 @@ def main() -> None:
         )
     columns = {
         "dataset": "dataset",
+        "seeds": "seeds",
         "test": "final model, test",
         "selection": "selection score (OOF)",
         "optimism": "optimism",
