@@ -26,18 +26,15 @@ from pathlib import Path
 from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
 
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
+STEPS = ["trainer.max_epochs=1000", "trainer.max_steps=1500"]  # epochs by optimiser steps (the default since 58e6f6c)
 # --variant: overrides on top of the default study, to compare a candidate default with it
 VARIANTS = {
     "default": [],  # logged before the bagged final model: each selected trial refit
     "bag": ["study.final_fit=bag"],  # the default since the bagged final model
     "refit": ["study.final_fit=refit"],
     "sha": ["pruner=successive_halving"],  # multi-fidelity: rungs at 10 and 30 epochs of the first fold
-    "steps": ["trainer.max_epochs=1000", "trainer.max_steps=1500"],  # epochs by optimiser steps
-    "steps+sha": [  # epochs by optimiser steps, successive halving over epochs
-        "trainer.max_epochs=1000",
-        "trainer.max_steps=1500",
-        "pruner=successive_halving",
-    ],
+    "steps": STEPS,
+    "steps+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
 }
 
 
@@ -91,8 +88,10 @@ def main() -> None:
     print(f"studies of this run: {root}", flush=True)
     rows = []
     for dataset in args.datasets:
-        runs = [study(log, dataset, seed, args.budget, root, args.variant, not args.logged) for seed in args.seeds]
-        runs = [r for r in runs if r is not None]
+        by_seed = {
+            seed: study(log, dataset, seed, args.budget, root, args.variant, not args.logged) for seed in args.seeds
+        }
+        runs = [r for r in by_seed.values() if r is not None]
         if not runs:
             continue
         before = [log.runs.get(f"study|{dataset}|{seed}|600") for seed in args.seeds]
@@ -100,7 +99,7 @@ def main() -> None:
         rows.append(
             {
                 "dataset": dataset,
-                "seeds": ", ".join(r["key"].split("|")[2] for r in runs),
+                "seeds": ", ".join(str(seed) for seed, r in by_seed.items() if r is not None),
                 "test": mean_sd([r["accuracy"] for r in runs]),
                 "selection": mean_sd([r["selection_score"] for r in runs]),
                 "optimism": mean_sd([r["optimism"] for r in runs]),
