@@ -22,9 +22,18 @@ import numpy as np
 from quality import ROOT, RunLog, cli, publish  # benchmarks/quality.py, beside this script
 
 SERIES, STEPS, CLASSES = 200, 500, 4
+SIXTY = ["trainer.max_epochs=60", "trainer.max_steps=-1"]  # the default before training by steps (58e6f6c)
 PRUNERS = {  # name -> overrides
     "percentile": ["pruner=percentile"],  # the default: judges the first fold from epoch 15 on
     "successive_halving": ["pruner=successive_halving"],  # rungs at 10, 30, 90, 270 epochs over the folds
+    "percentile, 60 epochs": ["pruner=percentile", *SIXTY],
+    "successive_halving, 60 epochs": ["pruner=successive_halving", *SIXTY],
+}
+# name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
+LOGGED_AS = {
+    "percentile, 60 epochs": "percentile",
+    "successive_halving, 60 epochs": "successive_halving",
+    "sha-topology (each trial judged within its topology; not kept)": "sha-topology",
 }
 
 
@@ -59,7 +68,7 @@ def table_row(pruner: str, seed: int, run: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pruners", nargs="+", choices=list(PRUNERS), default=list(PRUNERS))
+    parser.add_argument("--pruners", nargs="+", choices=list(PRUNERS), default=list(PRUNERS)[:2])
     parser.add_argument("--budget", type=float, default=600)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -76,7 +85,7 @@ def main() -> None:
         "| pruner | seed | trials | complete | pruned | smallest share | wall (s) | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for pruner in args.pruners:
+    for pruner in dict.fromkeys([*PRUNERS, *LOGGED_AS]):  # those asked for are run if not logged; the others shown if logged
         for seed in args.seeds:
 
             def measure(pruner=pruner, seed=seed) -> dict:
@@ -92,8 +101,11 @@ def main() -> None:
                     "wall_s": round(time.time() - start, 1),
                 }
 
-            run = log.get(f"trial-budget|{SERIES}x{STEPS}|{pruner}|{seed}|{args.budget:g}", measure)
-            lines.append(table_row(pruner, seed, run))
+            logged_as = LOGGED_AS.get(pruner, f"{pruner}, steps")
+            key = f"trial-budget|{SERIES}x{STEPS}|{logged_as}|{seed}|{args.budget:g}"
+            run = log.get(key, measure, run=pruner in args.pruners)
+            if run:
+                lines.append(table_row(pruner, seed, run))
     publish(lines, args.out, "trial-budget.md")
 
 
