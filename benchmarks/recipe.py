@@ -41,6 +41,16 @@ VARIANTS: dict[str, list[str]] = {  # name -> config overrides
     "steps + jitter": [*STEPS, fixed("augment", "jitter")],
     "steps + warp": [*STEPS, fixed("augment", "warp")],
 }
+# ConvLSTM (conv_gated) designs at three window sizes, trained in place of the enqueued ones, with and
+# without the group normalisation of its input-to-gate convolution (ConvGated's gate_norm).
+CONV_GATED = [
+    {"topology": "conv_gated", "patch_len": p, "patch_fold": f, "gate_kernel": 3, "lstm_hidden": 64, "lstm_layers": 1,
+     "dropout": 0.2, "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16}
+    for p, f in ((16, 4), (32, 4), (8, 2))
+]  # fmt: skip
+GATE_NORM_OFF = "+space.model.gate_norm={type: categorical, choices: [false], topologies: [conv_gated]}"
+VARIANTS["ConvLSTM, gates normalised"] = STEPS
+VARIANTS["ConvLSTM, gates not normalised"] = [*STEPS, GATE_NORM_OFF]
 # The LSTM branch of the enqueued LSTM-FCN design, alone (the paper's dimension shuffle is the
 # "before" row's): reading the series in time order, raw or in windows of ``lstm_patch`` steps.
 DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel design
@@ -73,7 +83,7 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
             )
         session = open_session(cfg)
         extra = {p.name: p.choices[0] for p in session.space.training if p.name not in cfg.study.enqueue[0]}
-        designs = [dict(d) for d in cfg.study.enqueue]
+        designs = [dict(d) for d in (CONV_GATED if variant.startswith("ConvLSTM") else cfg.study.enqueue)]
         if variant in DESIGNS:
             designs = [{**d, **DESIGNS[variant]} for d in designs if d["topology"] == "parallel"]
         rows = []

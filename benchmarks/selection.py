@@ -35,6 +35,7 @@ VARIANTS = {
     "sha": ["pruner=successive_halving"],  # multi-fidelity: rungs at 10 and 30 epochs of the first fold
     "steps": STEPS,
     "steps+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
+    "gate-norm": STEPS,  # the steps default with ConvLSTM's input-to-gate group norm (the default since)
 }
 
 

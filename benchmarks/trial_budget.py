@@ -85,7 +85,7 @@ def main() -> None:
         "| pruner | seed | trials | complete | pruned | smallest share | wall (s) | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for pruner in dict.fromkeys([*PRUNERS, *LOGGED_AS]):  # those asked for are run if not logged; the others shown if logged
+    for pruner in dict.fromkeys([*PRUNERS, *LOGGED_AS]):  # those asked for run if not logged; the others show if logged
         for seed in args.seeds:
 
             def measure(pruner=pruner, seed=seed) -> dict:

@@ -203,19 +203,22 @@ class ConvLSTMLayer(nn.Module):
 
     Input ``(B, N, C, P)``: N steps, each a map of C channels over P positions.
     The input-to-gate convolution runs for all N steps in one call; the loop
-    only adds the state-to-gate convolution and applies the gates.
+    only adds the state-to-gate convolution and applies the gates. With
+    ``norm``, the input-to-gate maps are group-normalised, one group per gate,
+    as a layer-normalised LSTM (Ba et al. 2016) normalises its input's share.
     """
 
-    def __init__(self, in_channels: int, hidden: int, kernel: int) -> None:
+    def __init__(self, in_channels: int, hidden: int, kernel: int, norm: bool = True) -> None:
         super().__init__()
         self.hidden = hidden
         self.input_conv = nn.Conv1d(in_channels, 4 * hidden, kernel, padding="same")
+        self.input_norm = nn.GroupNorm(4, 4 * hidden) if norm else nn.Identity()
         self.state_conv = nn.Conv1d(hidden, 4 * hidden, kernel, padding="same", bias=False)
 
     def forward(self, x: Tensor, n_valid: Tensor | None = None) -> Tensor:
         B, N, C, P = x.shape
         H = self.hidden
-        gates_x = self.input_conv(x.reshape(B * N, C, P)).view(B, N, 4 * H, P)
+        gates_x = self.input_norm(self.input_conv(x.reshape(B * N, C, P))).view(B, N, 4 * H, P)
         h = x.new_zeros(B, H, P)
         c = x.new_zeros(B, H, P)
         valid = None if n_valid is None else time_mask(n_valid, N)[:, :, None, None]  # (B, N, 1, 1)
@@ -242,7 +245,8 @@ class ConvGated(nn.Module):
     patch into a 16-channel pixel, every ``patch_fold`` neighbouring steps of a
     window are folded into channels, so the state is a map of ``lstm_hidden``
     channels over ``patch_len / patch_fold`` positions: the gates' convolutions
-    then cost ``patch_fold`` times less.
+    then cost ``patch_fold`` times less. ``gate_norm`` normalises each layer's
+    input-to-gate maps (:class:`ConvLSTMLayer`); it is not searched by default.
     """
 
     def __init__(
@@ -257,12 +261,15 @@ class ConvGated(nn.Module):
         lstm_hidden: int = 32,
         lstm_layers: int = 1,
         dropout: float = 0.0,
+        gate_norm: bool = True,
     ) -> None:
         super().__init__()
         self.fold = max(1, min(patch_fold, patch_len))
         self.patch_len = -(-patch_len // self.fold) * self.fold  # a whole number of folds
         sizes = [in_channels * self.fold] + [lstm_hidden] * lstm_layers
-        self.layers = nn.ModuleList(ConvLSTMLayer(sizes[i], lstm_hidden, gate_kernel) for i in range(lstm_layers))
+        self.layers = nn.ModuleList(
+            ConvLSTMLayer(sizes[i], lstm_hidden, gate_kernel, gate_norm) for i in range(lstm_layers)
+        )
         self.head = Head(lstm_hidden, n_outputs, dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:

@@ -93,6 +93,17 @@ def test_conv_gated_gate_kernel_changes_parameters() -> None:
     assert count_parameters(make("conv_gated", 1, 2, gate_kernel=7)) > count_parameters(make("conv_gated", 1, 2))
 
 
+def test_conv_gated_gate_norm_is_read_from_trial_parameters() -> None:
+    """``gate_norm`` (on unless a trial says otherwise) reaches each ConvLSTM layer: its group norm
+    has a scale and a shift per input-to-gate channel (4 gates x lstm_hidden)."""
+    from hybridsearch.search_space import build_model
+
+    params = {"topology": "conv_gated", "lstm_hidden": 8, "lstm_layers": 2}
+    on = build_model(params, in_channels=1, n_outputs=2, seq_len=SEQ)
+    off = build_model({**params, "gate_norm": False}, in_channels=1, n_outputs=2, seq_len=SEQ)
+    assert count_parameters(on) - count_parameters(off) == 2 * (2 * 4 * 8)
+
+
 @pytest.mark.parametrize("fusion", ["concat", "sum", "gate"])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_parallel_fusion_and_dimension_shuffle(fusion: str, shuffle: bool) -> None:
