@@ -36,6 +36,7 @@ VARIANTS = {
     "steps": STEPS,
     "steps+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
     "gate-norm": STEPS,  # the steps default with ConvLSTM's input-to-gate group norm (the default since)
+    "heard": STEPS,  # and a topology below its share of complete trials trains unpruned (the default since)
 }
 
 

@@ -91,7 +91,11 @@ class TopologyShare:
     when one would fall behind within the next few trials, one trial of it is queued (its other
     parameters left to the sampler), so an early winner cannot starve the others before they were
     heard, and the share holds wherever the study stops. Nothing is queued once ``more()`` says
-    this command starts no more trials, so none is left waiting after it."""
+    this command starts no more trials, so none is left waiting after it.
+
+    A share of trials is not yet a hearing: the pruner judges every topology at the same early
+    epochs, where those that learn fastest lead. So a trial of a topology that has fewer than
+    ``share`` of the complete trials (or none) trains to the end unpruned (:meth:`unheard`)."""
 
     def __init__(self, topologies: Sequence[str], share: float, more: Callable[[optuna.Study], bool]) -> None:
         self.topologies, self.share, self.more = list(topologies), share, more
@@ -107,6 +111,14 @@ class TopologyShare:
         # Look as many trials ahead as there are topologies: several may fall behind at once.
         if counts[behind] < self.share * (len(trials) + len(self.topologies)):
             study.enqueue_trial({"topology": behind})
+
+    def unheard(self, study: optuna.Study, topology: str) -> bool:
+        """Whether ``topology`` has fewer than its share of the study's complete trials, or none."""
+        if len(self.topologies) < 2 or self.share <= 0 or topology not in self.topologies:
+            return False
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        mine = sum(topology_of(t) == topology for t in complete)
+        return mine == 0 or mine < self.share * len(complete)
 
 
 def topology_of(trial: FrozenTrial) -> str | None:

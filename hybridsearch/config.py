@@ -37,7 +37,7 @@ class StudyConfig:
     # model on training + validation data, which no score measured). One validation split: refit
     final_fit: str = "bag"
     baseline: bool = True  # score MiniRocket on the same folds and on test, beside the search
-    topology_share: float = 0.15  # each searched topology gets at least this share of the trials
+    topology_share: float = 0.15  # each searched topology's least share of the trials, and of the complete ones
     report: bool = True  # write studies/<name>/report/ (HTML, PNG) and attach it to MLflow and the dashboard
     register: bool = True  # register the final model in MLflow's Model Registry under the study's name
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats

@@ -55,9 +55,9 @@ class Pruning(PyTorchLightningPruningCallback):
     whether its first fold stopped early or not.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str, offset: int = 0) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str, offset: int = 0, judge: bool = True) -> None:
         super().__init__(trial, monitor=monitor)
-        self.offset = offset
+        self.offset, self.judge = offset, judge  # judge False: report, never ask to stop
         self.decides_at = getattr(trial.study.pruner, "decides_at", lambda step: True)
         self.maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
         self.best = math.nan
@@ -77,7 +77,7 @@ class Pruning(PyTorchLightningPruningCallback):
         elif not decides:
             return
         self._trial.report(value, step=epoch)
-        if decides and self._trial.should_prune():
+        if decides and self.judge and self._trial.should_prune():
             raise optuna.TrialPruned(f"Trial was pruned at epoch {epoch}.")
 
 
@@ -168,6 +168,8 @@ class Objective:
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
         self.objectives = tuple(objectives)
         self.time_left: Callable[[], float] | None = None  # the search's clock: trials stop when it runs out
+        # (study, topology) -> whether that topology's next trial trains unpruned (TopologyShare.unheard)
+        self.unheard: Callable[[optuna.Study, str], bool] | None = None
 
     def build(self, params: Mapping[str, Any], data: TaskData | None = None) -> HybridModule:
         """The LightningModule for a set of trial parameters, scaled to ``data``'s training split."""
@@ -265,6 +267,9 @@ class Objective:
         data = self.data.for_trial(params)
         pool, indices, splits = data.validation_pool(self.cv_folds, self.fold_seed)
         spans_folds = getattr(trial.study.pruner, "spans_folds", False)
+        judge = not (self.unheard and self.unheard(trial.study, params["topology"]))
+        if not judge:
+            trial.set_user_attr("unpruned", "its topology had fewer than its share of complete trials")
         start = time.perf_counter()
         recorders: list[ValidationRecorder] = []
         epochs: int | None = None
@@ -278,7 +283,7 @@ class Objective:
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
             if not self.objectives and (i == 0 or spans_folds):  # Optuna prunes single-objective studies only
-                callbacks.append(Pruning(trial, self.metric, offset=sum(r.epochs for r in recorders)))
+                callbacks.append(Pruning(trial, self.metric, offset=sum(r.epochs for r in recorders), judge=judge))
             recorders.append(recorder)
             try:
                 module, _ = self.fit(

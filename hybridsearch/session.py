@@ -292,6 +292,7 @@ class Session:
         share = TopologyShare(self.space.topologies, cfg.study.topology_share, more)
         objective = self.objective()
         objective.time_left = clock.left if deadline is not None else None
+        objective.unheard = share.unheard
         self.study.optimize(
             objective,
             timeout=timeout,

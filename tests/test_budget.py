@@ -104,3 +104,25 @@ def test_nothing_is_queued_at_its_share_or_when_the_command_stops() -> None:
     TopologyShare(["parallel", "cascade"], 0.15, more=lambda study: True)(study, study.trials[-1])
     TopologyShare(TOPOLOGIES, 0.15, more=lambda study: False)(study, study.trials[-1])  # no trial follows
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_topology_below_its_share_of_complete_trials_is_unheard() -> None:
+    study = optuna.create_study(direction="maximize")
+    share = TopologyShare(TOPOLOGIES, 0.15, more=lambda study: True)
+    assert all(share.unheard(study, name) for name in TOPOLOGIES)  # nothing complete yet
+    for topology in ["parallel"] * 10 + ["cascade", "cascade", "feature_extractor"]:
+        finished(study, 0.5, epoch=1, pace=0.1, topology=topology)
+    # 13 complete trials: a share of 0.15 is 1.95 of them
+    assert [share.unheard(study, name) for name in TOPOLOGIES] == [True, False, False, True]
+    assert not TopologyShare(["parallel"], 0.15, more=lambda study: True).unheard(study, "parallel")
+
+
+@pytest.mark.parametrize("unheard", [False, True])
+def test_an_unheard_topology_trains_to_the_end_unpruned(tmp_path, unheard: bool) -> None:
+    objective = fcn_objective(tmp_path, max_epochs=3)
+    objective.unheard = lambda study, topology: unheard
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
+    study.optimize(objective, n_trials=1)  # the pruner would stop any trial at its first report
+    trial = study.trials[0]
+    assert trial.state.name == ("COMPLETE" if unheard else "PRUNED")
+    assert ("unpruned" in trial.user_attrs) == unheard
