@@ -68,6 +68,22 @@ def study(
     return log.get("|".join(key), measure, run=run)
 
 
+ABBREVIATIONS = {"feature_extractor": "fe", "parallel": "par", "cascade": "cas", "conv_gated": "cg"}
+
+
+def per_topology(run: dict) -> tuple[str, float | None]:
+    """A study's best OOF score per topology (complete trials / trials), and the gap from the best
+    topology's to the worst's."""
+    topologies = run.get("topologies", {})
+    cells = []
+    for name, t in sorted(topologies.items(), key=lambda kv: list(ABBREVIATIONS).index(kv[0])):
+        best = "-" if t["best"] is None else f"{t['best']:.2f}"
+        cells.append(f"{ABBREVIATIONS.get(name, name)} {best} ({t['complete']}/{t['trials']})")
+    bests = [t["best"] for t in topologies.values()]
+    gap = None if not bests or None in bests else max(bests) - min(bests)
+    return " ".join(cells), gap
+
+
 def mean_sd(values: list[float]) -> str:
     if not values:
         return "-"
@@ -112,6 +128,8 @@ def main() -> None:
                     for r in runs
                 ),
                 "trials": round(statistics.mean(r["n_trials"] for r in runs)),
+                "topologies": "; ".join(per_topology(r)[0] for r in runs),
+                "gap": ", ".join("-" if g is None else f"{g:.2f}" for g in (per_topology(r)[1] for r in runs)),
                 "before_test": mean_sd([b["accuracy"] for b in before]),
                 "before_optimism": mean_sd([b["best_value"] - b["accuracy"] for b in before]),
             }
@@ -126,6 +144,8 @@ def main() -> None:
         "minirocket_test": "MiniRocket, test",
         "ensemble": "ensemble (trial weight) per seed",
         "trials": "trials",
+        "topologies": "best OOF per topology (complete / trials) per seed",
+        "gap": "best topology - worst, per seed",
         "before_test": "before: test",
         "before_optimism": "before: optimism",
     }
