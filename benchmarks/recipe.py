@@ -126,7 +126,8 @@ def table(rows: list[dict], variants: list[str]) -> str:
             means.append(acc)
             per = ", ".join(f"{r['topology'][:3]} {r['oof_accuracy']:.3f}/{r['epochs']}" for r in got)
             cells.append(f"{acc:.3f} (log loss {loss:.3f}; {per})")
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} |" if means else "")
+        if means:  # a variant with no rows logged is left out
+            lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} |")
     return "\n".join(lines)
 
 
