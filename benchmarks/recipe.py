@@ -41,16 +41,16 @@ VARIANTS: dict[str, list[str]] = {  # name -> config overrides
     "steps + jitter": [*STEPS, fixed("augment", "jitter")],
     "steps + warp": [*STEPS, fixed("augment", "warp")],
 }
-# ConvLSTM (conv_gated) designs at three window sizes, trained in place of the enqueued ones, with and
-# without the group normalisation of its input-to-gate convolution (ConvGated's gate_norm).
+# ConvLSTM (conv_gated) designs at three window sizes, trained in place of the enqueued ones, with the
+# group normalisation of its input-to-gate convolution (ConvGated's gate_norm, the default). Without
+# it there is no variant: space.model is typed, so gate_norm cannot be added to it from the command
+# line (the README gives the one-off comparison).
 CONV_GATED = [
     {"topology": "conv_gated", "patch_len": p, "patch_fold": f, "gate_kernel": 3, "lstm_hidden": 64, "lstm_layers": 1,
      "dropout": 0.2, "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16}
     for p, f in ((16, 4), (32, 4), (8, 2))
 ]  # fmt: skip
-GATE_NORM_OFF = "+space.model.gate_norm={type: categorical, choices: [false], topologies: [conv_gated]}"
 VARIANTS["ConvLSTM, gates normalised"] = STEPS
-VARIANTS["ConvLSTM, gates not normalised"] = [*STEPS, GATE_NORM_OFF]
 # The LSTM branch of the enqueued LSTM-FCN design, alone (the paper's dimension shuffle is the
 # "before" row's): reading the series in time order, raw or in windows of ``lstm_patch`` steps.
 DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel design
