@@ -114,6 +114,7 @@ def main() -> None:
             continue
         before = [log.runs.get(f"study|{dataset}|{seed}|600") for seed in args.seeds]
         before = [b for b in before if b]
+        tops = [per_topology(r) for r in runs]
         rows.append(
             {
                 "dataset": dataset,
@@ -128,8 +129,8 @@ def main() -> None:
                     for r in runs
                 ),
                 "trials": round(statistics.mean(r["n_trials"] for r in runs)),
-                "topologies": "; ".join(per_topology(r)[0] for r in runs),
-                "gap": ", ".join("-" if g is None else f"{g:.2f}" for g in (per_topology(r)[1] for r in runs)),
+                "topologies": "; ".join(cells for cells, _ in tops),
+                "gap": ", ".join("-" if gap is None else f"{gap:.2f}" for _, gap in tops),
                 "before_test": mean_sd([b["accuracy"] for b in before]),
                 "before_optimism": mean_sd([b["best_value"] - b["accuracy"] for b in before]),
             }

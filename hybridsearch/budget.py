@@ -100,8 +100,13 @@ class TopologyShare:
     def __init__(self, topologies: Sequence[str], share: float, more: Callable[[optuna.Study], bool]) -> None:
         self.topologies, self.share, self.more = list(topologies), share, more
 
+    @property
+    def applies(self) -> bool:
+        """Whether there is a share to keep: two topologies or more, and a share above 0."""
+        return len(self.topologies) > 1 and self.share > 0
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(self.topologies) < 2 or self.share <= 0 or not self.more(study):
+        if not self.applies or not self.more(study):
             return
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
@@ -114,7 +119,7 @@ class TopologyShare:
 
     def unheard(self, study: optuna.Study, topology: str) -> bool:
         """Whether ``topology`` has fewer than its share of the study's complete trials, or none."""
-        if len(self.topologies) < 2 or self.share <= 0 or topology not in self.topologies:
+        if not self.applies or topology not in self.topologies:
             return False
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         mine = sum(topology_of(t) == topology for t in complete)
