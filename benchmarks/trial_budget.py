@@ -32,6 +32,7 @@ PRUNERS = {  # name -> overrides
 }
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {
+    "percentile, no trial time limit (795588d)": "percentile, steps, heard",
     "percentile, before every topology was heard unpruned (03b4b24)": "percentile, steps",
     "successive_halving, before every topology was heard unpruned (03b4b24)": "successive_halving, steps",
     "percentile, 60 epochs": "percentile",
@@ -104,7 +105,7 @@ def main() -> None:
                     "wall_s": round(time.time() - start, 1),
                 }
 
-            logged_as = LOGGED_AS.get(pruner, f"{pruner}, steps, heard")
+            logged_as = LOGGED_AS.get(pruner, f"{pruner}, steps, heard, trial time limit")
             key = f"trial-budget|{SERIES}x{STEPS}|{logged_as}|{seed}|{args.budget:g}"
             run = log.get(key, measure, run=pruner in args.pruners)
             if run:

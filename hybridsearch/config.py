@@ -19,6 +19,10 @@ class StudyConfig:
     name: str = "timeseries"  # Optuna study, MLflow experiment and folder studies/<name>/
     n_trials: int | None = 30  # finished trials to add in this invocation; null: until study.timeout
     timeout: float | None = None  # seconds for the whole command: the search stops in time for the final model
+    # seconds one trial may train, all its folds together (as auto-sklearn's per_run_time_limit):
+    # its first fold stops at this over the folds, and the others train as many epochs. auto: a
+    # tenth of study.timeout (no limit without one); null: no limit
+    trial_time_limit: Any = "auto"
     seed: int | None = 0  # sampler seed; also seeds each trial's weights and batches
     root: str = "studies"  # where embedded storage, MLflow data and study folders live
     storage: str = "sqlite:///${study.root}/optuna.db"  # any Optuna storage URL (sqlite, postgresql)

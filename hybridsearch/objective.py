@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from optuna_integration import PyTorchLightningPruningCallback
 
 from hybridsearch import interrupt
-from hybridsearch.budget import OutOfTime
+from hybridsearch.budget import OutOfTime, TrialTimeLimit
 from hybridsearch.data import TaskData
 from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
@@ -168,6 +168,7 @@ class Objective:
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
         self.objectives = tuple(objectives)
         self.time_left: Callable[[], float] | None = None  # the search's clock: trials stop when it runs out
+        self.time_limit: float | None = None  # seconds one trial may train, all folds (study.trial_time_limit)
         # (study, topology) -> whether that topology's next trial trains unpruned (TopologyShare.unheard)
         self.unheard: Callable[[optuna.Study, str], bool] | None = None
 
@@ -280,6 +281,9 @@ class Objective:
                 callbacks.append(OutOfTime(self.time_left))
             if i == 0:
                 callbacks.append(RecordDevice(trial))
+                if self.time_limit is not None:  # the first fold's share; the others train as many epochs
+                    timer = TrialTimeLimit(self.time_limit / len(splits))
+                    callbacks.append(timer)
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
             if not self.objectives and (i == 0 or spans_folds):  # Optuna prunes single-objective studies only
@@ -297,6 +301,12 @@ class Objective:
             except optuna.TrialPruned:
                 trial.set_user_attr("epochs", sum(r.epochs for r in recorders))  # what the budget paid for it
                 raise
+            if i == 0 and self.time_limit is not None and timer.stopped:
+                trial.set_user_attr(
+                    "time_limited",
+                    f"trained {recorder.epochs} of {self.epoch_limit(params)} epochs a fold: "
+                    f"study.trial_time_limit={self.time_limit:g}s over {len(splits)} fold(s)",
+                )
             epochs = epochs or recorder.epochs
         epoch, oof, metrics = trial_scores(data.task, recorders, indices, pool.y, self.direction, module.y_std)
         value = metrics.get(self.metric)

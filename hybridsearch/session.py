@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from hybridsearch.budget import SearchClock, TopologyShare
+from hybridsearch.budget import SearchClock, TopologyShare, trial_time_limit
 from hybridsearch.config import data_config
 from hybridsearch.data import TaskData, prepare
 from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
@@ -79,6 +79,7 @@ def _settings(cfg: DictConfig) -> tuple[str, str]:
         raise ConfigError(f"study.timeout: must be a positive number of seconds or null, got {s.timeout}")
     if not s.name or "/" in s.name:
         raise ConfigError(f"study.name: must be a non-empty name without '/', got {s.name!r}")
+    trial_time_limit(s.trial_time_limit, s.timeout)  # one line naming the key if it is not valid
     if s.final_fit not in ("bag", "refit"):
         raise ConfigError(f"study.final_fit: must be 'bag' or 'refit', got {s.final_fit!r}")
     if cfg.trainer.max_epochs < 1:
@@ -293,6 +294,7 @@ class Session:
         objective = self.objective()
         objective.time_left = clock.left if deadline is not None else None
         objective.unheard = share.unheard
+        objective.time_limit = trial_time_limit(cfg.study.trial_time_limit, cfg.study.timeout)
         self.study.optimize(
             objective,
             timeout=timeout,

@@ -6,7 +6,8 @@ import optuna
 import pytest
 from helpers import fcn_objective
 
-from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds
+from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds, trial_time_limit
+from hybridsearch.errors import ConfigError
 
 TOPOLOGIES = ["feature_extractor", "parallel", "cascade", "conv_gated"]
 
@@ -126,3 +127,28 @@ def test_an_unheard_topology_trains_to_the_end_unpruned(tmp_path, unheard: bool)
     trial = study.trials[0]
     assert trial.state.name == ("COMPLETE" if unheard else "PRUNED")
     assert ("unpruned" in trial.user_attrs) == unheard
+
+
+def test_the_trial_time_limit_is_a_tenth_of_the_timeout_unless_set() -> None:
+    assert trial_time_limit("auto", 600) == 60.0
+    assert trial_time_limit("auto", None) is None  # no timeout: no limit
+    assert trial_time_limit(None, 600) is None
+    assert trial_time_limit(45, 600) == 45.0
+    for bad in (0, -1, "soon", True):
+        with pytest.raises(ConfigError, match=r"study\.trial_time_limit"):
+            trial_time_limit(bad, 600)
+
+
+@pytest.mark.parametrize("limit", [None, 0.003])
+def test_a_trial_over_its_time_limit_stops_its_first_fold_and_trains_the_others_as_long(tmp_path, limit) -> None:
+    objective = fcn_objective(tmp_path, max_epochs=4)
+    objective.cv_folds, objective.time_limit = 3, limit  # 1 ms a fold: the first stops after one epoch
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE"  # stopped, not pruned: it is scored out-of-fold as any other
+    assert trial.user_attrs["epochs"] == (3 if limit else 12)  # three folds of 1 (or 4) epochs
+    assert trial.user_attrs["best_epoch"] == (0 if limit else trial.user_attrs["best_epoch"])
+    assert ("time_limited" in trial.user_attrs) == bool(limit)
+    if limit:
+        assert trial.user_attrs["time_limited"].startswith("trained 1 of 4 epochs a fold")

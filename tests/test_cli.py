@@ -128,6 +128,7 @@ BAD = [
     (["+study=nosuchstudy"], "nosuchstudy"),
     (["space.model.lstm_hidden.hihg=64"], "hihg"),  # the space's schema, while Hydra composes
     (["space.training.lr.low=abc"], "space.training.lr.low"),
+    (["study.trial_time_limit=-5"], "study.trial_time_limit"),
 ]
 
 
