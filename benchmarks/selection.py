@@ -37,6 +37,8 @@ VARIANTS = {
     "steps+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
     "gate-norm": STEPS,  # the steps default with ConvLSTM's input-to-gate group norm (the default since)
     "heard": STEPS,  # and a topology below its share of complete trials trains unpruned (the default since)
+    "trial-limit": STEPS,  # and no trial trains longer than a tenth of study.timeout (the default since)
+    "trial-limit+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
 }
 
 

@@ -156,7 +156,8 @@ def test_out_of_time_the_final_model_is_the_best_trials_bag_whose_time_was_reser
 
     def select(session, best, test):  # another trial weighs most
         other = next(t.number for t in session.study.trials if t.number != best.number and t.value is not None)
-        return {**real(session, best, test), "trials": [other, best.number], "weights": [0.7, 0.3]}
+        chosen = {"trials": [other, best.number], "weights": [0.7, 0.3], "oof_metrics": {"val_acc": 2.0}}
+        return {**real(session, best, test), **chosen}  # an OOF score no model delivers
 
     monkeypatch.setattr(_final, "_select", select)
     monkeypatch.setattr(_final, "bag_seconds", lambda trial, folds: 1e9)  # no other member's bag fits the time
@@ -164,3 +165,5 @@ def test_out_of_time_the_final_model_is_the_best_trials_bag_whose_time_was_reser
     assert s.ensemble["trials"] == [s.best_trial] and s.ensemble["weights"] == [1.0]
     assert (tmp_path / "honest" / "ensemble" / f"trial-{s.best_trial:05d}-fold-0.ckpt").exists()
     assert list(s.ensemble["left_out"].values()) == ["out of time"]
+    # The selection score is the delivered model's (the best trial alone), not the one selected.
+    assert s.selection_score == pytest.approx(s.best_value, abs=1e-6)

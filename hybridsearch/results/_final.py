@@ -26,10 +26,10 @@ from hybridsearch.data import TaskData
 from hybridsearch.errors import one_line
 from hybridsearch.layout import checkpoint_name
 from hybridsearch.module import load_best
-from hybridsearch.oof import OutOfFold
+from hybridsearch.oof import OutOfFold, oof_metrics
 from hybridsearch.ranking import best_trial, primary, ranked
 from hybridsearch.results._baselines import ETS, MINIROCKET, ets, minirocket
-from hybridsearch.results._ensemble import Selection, criterion, select
+from hybridsearch.results._ensemble import Selection, combine, criterion, select
 from hybridsearch.results._summary import Metrics, Summary
 from hybridsearch.tasks import test_key
 
@@ -205,6 +205,10 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
         return result
     total = sum(kept.values())
     result["trials"], result["weights"] = list(kept), [round(w / total, 4) for w in kept.values()]
+    if kept != members:  # members were left out: the score is the one of the ensemble delivered
+        result["oof_metrics"] = (
+            _oof_score(session, [trials[n] for n in kept], result["weights"], test) or (result["oof_metrics"])
+        )
     weights = {name: w / total for name, w in files.items()}
     session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
     result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
@@ -237,6 +241,16 @@ def _select(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, An
         "oof_metrics": choice.metrics,
         "candidates": [t.number for t in candidates],
     }
+
+
+def _oof_score(session: Session, members: list[FrozenTrial], weights: list[float], test: TaskData) -> dict | None:
+    """The OOF metrics of the ensemble of ``members`` with ``weights``; None if one has no OOF file."""
+    paths = [_oof_file(session, t) for t in members]
+    if None in paths:
+        return None
+    preds = [OutOfFold.load(path) for path in paths]
+    pred = combine(test.task, [p.pred for p in preds], weights)
+    return oof_metrics(test.task, pred, preds[0].y, _target_spread(test))
 
 
 def _target_spread(data: TaskData) -> torch.Tensor:
