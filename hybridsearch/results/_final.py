@@ -206,9 +206,8 @@ def _ensemble(session: Session, best: FrozenTrial, test: TaskData) -> dict[str, 
     total = sum(kept.values())
     result["trials"], result["weights"] = list(kept), [round(w / total, 4) for w in kept.values()]
     if kept != members:  # members were left out: the score is the one of the ensemble delivered
-        result["oof_metrics"] = (
-            _oof_score(session, [trials[n] for n in kept], result["weights"], test) or (result["oof_metrics"])
-        )
+        delivered = _oof_score(session, [trials[n] for n in kept], result["weights"], test)
+        result["oof_metrics"] = delivered or result["oof_metrics"]
     weights = {name: w / total for name, w in files.items()}
     session.layout.ensemble_weights.write_text(json.dumps(weights, indent=2) + "\n")
     result["test_metrics"] = _score(load_best(session.layout.folder, ensemble=True), test)
