@@ -99,12 +99,14 @@ def test_two_machines_join_one_study_on_postgresql_and_an_mlflow_server(tmp_path
     assert len(parents) == 2
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == [t.number for t in study.trials]
 
-    # The summary written last, after every trial of both machines finished, names the study's best
-    # trial, whichever machine trained it (one written earlier may predate the other's last trial).
-    paths = [m / "studies" / "shared" / "summary.json" for m in machines]
-    last = json.loads(max(paths, key=lambda p: p.stat().st_mtime_ns).read_text())
-    assert last["best_value"] == study.best_value and study.trials[last["best_trial"]].value == study.best_value
-    assert last["storage"] == postgres and last["tracking_uri"] == mlflow_server
+    # Each machine's summary names the best trial finished when it chose, which includes all of its
+    # own: so the machine that trained the study's best trial names it, whichever that was (the
+    # other may have chosen before that trial finished, and still written its summary last).
+    summaries = [json.loads((m / "studies" / "shared" / "summary.json").read_text()) for m in machines]
+    assert all(study.trials[s["best_trial"]].value == s["best_value"] for s in summaries)
+    assert max(s["best_value"] for s in summaries) == study.best_value
+    first = summaries[0]
+    assert first["storage"] == postgres and first["tracking_uri"] == mlflow_server
     assert all((m / "studies" / "shared" / "best.ckpt").exists() for m in machines)
-    artifacts = {a.path for a in client.list_artifacts(last["mlflow_parent_run_id"])}
+    artifacts = {a.path for a in client.list_artifacts(first["mlflow_parent_run_id"])}
     assert "best.ckpt" in artifacts
