@@ -271,6 +271,8 @@ class Objective:
         judge = not (self.unheard and self.unheard(trial.study, params["topology"]))
         if not judge:
             trial.set_user_attr("unpruned", "its topology had fewer than its share of complete trials")
+        # the first fold's share of study.trial_time_limit; the other folds train as many epochs
+        timer = None if self.time_limit is None else TrialTimeLimit(self.time_limit / len(splits))
         start = time.perf_counter()
         recorders: list[ValidationRecorder] = []
         epochs: int | None = None
@@ -281,8 +283,7 @@ class Objective:
                 callbacks.append(OutOfTime(self.time_left))
             if i == 0:
                 callbacks.append(RecordDevice(trial))
-                if self.time_limit is not None:  # the first fold's share; the others train as many epochs
-                    timer = TrialTimeLimit(self.time_limit / len(splits))
+                if timer is not None:
                     callbacks.append(timer)
                 if run_id and self.tracker:
                     callbacks.append(self.tracker.epoch_logger(run_id))
@@ -301,7 +302,7 @@ class Objective:
             except optuna.TrialPruned:
                 trial.set_user_attr("epochs", sum(r.epochs for r in recorders))  # what the budget paid for it
                 raise
-            if i == 0 and self.time_limit is not None and timer.stopped:
+            if i == 0 and timer is not None and timer.stopped:
                 trial.set_user_attr(
                     "time_limited",
                     f"trained {recorder.epochs} of {self.epoch_limit(params)} epochs a fold: "
