@@ -39,6 +39,13 @@ def combine(task: Task, preds: Sequence[np.ndarray], weights: Sequence[float]) -
     return task.average(outs, torch.tensor(np.asarray(weights, dtype=np.float32))).numpy()
 
 
+def ensemble_metrics(
+    task: Task, preds: Sequence[np.ndarray], weights: Sequence[float], y: np.ndarray, y_std: torch.Tensor
+) -> dict[str, float]:
+    """The OOF metrics of the weighted ensemble of candidates' OOF outputs ``preds``."""
+    return oof_metrics(task, combine(task, preds, weights), y, y_std)
+
+
 def criterion(task: Task, metric: str, direction: str) -> tuple[str, str]:
     """What greedy selection optimises: the log loss for classes, else the study's own metric."""
     return ("val_loss", "minimize") if task.classifies else (metric, direction)
@@ -69,7 +76,7 @@ def select(
             trial = counts.copy()
             trial[i] += 1
             members = [j for j in range(len(preds)) if trial[j]]
-            m = oof_metrics(task, combine(task, [preds[j] for j in members], trial[members]), y, y_std)
+            m = ensemble_metrics(task, [preds[j] for j in members], trial[members], y, y_std)
             trials.append((rank_key((m[metric],), s, m["val_loss"], i), i, m))
         key, chosen, metrics = min(trials, key=lambda t: t[0])
         counts[chosen] += 1

@@ -26,10 +26,10 @@ from hybridsearch.data import TaskData
 from hybridsearch.errors import one_line
 from hybridsearch.layout import checkpoint_name
 from hybridsearch.module import load_best
-from hybridsearch.oof import OutOfFold, oof_metrics
+from hybridsearch.oof import OutOfFold
 from hybridsearch.ranking import best_trial, primary, ranked
 from hybridsearch.results._baselines import ETS, MINIROCKET, ets, minirocket
-from hybridsearch.results._ensemble import Selection, combine, criterion, select
+from hybridsearch.results._ensemble import Selection, criterion, ensemble_metrics, select
 from hybridsearch.results._summary import Metrics, Summary
 from hybridsearch.tasks import test_key
 
@@ -248,8 +248,7 @@ def _oof_score(session: Session, members: list[FrozenTrial], weights: list[float
     if None in paths:
         return None
     preds = [OutOfFold.load(path) for path in paths]
-    pred = combine(test.task, [p.pred for p in preds], weights)
-    return oof_metrics(test.task, pred, preds[0].y, _target_spread(test))
+    return ensemble_metrics(test.task, [p.pred for p in preds], weights, preds[0].y, _target_spread(test))
 
 
 def _target_spread(data: TaskData) -> torch.Tensor:
