@@ -39,6 +39,7 @@ VARIANTS = {
     "heard": STEPS,  # and a topology below its share of complete trials trains unpruned (the default since)
     "trial-limit": STEPS,  # and no trial trains longer than a tenth of study.timeout (the default since)
     "trial-limit+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
+    "trial-limit+hyperband": [*STEPS, "pruner=hyperband"],  # or Hyperband over the first fold's epochs
 }
 
 

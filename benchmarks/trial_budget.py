@@ -26,6 +26,7 @@ SIXTY = ["trainer.max_epochs=60", "trainer.max_steps=-1"]  # the default before 
 PRUNERS = {  # name -> overrides
     "percentile": ["pruner=percentile"],  # the default: judges the first fold from epoch 15 on
     "successive_halving": ["pruner=successive_halving"],  # rungs at 10, 30, 90, 270 epochs over the folds
+    "hyperband": ["pruner=hyperband"],  # brackets of successive halving over the first fold's epochs
     "successive_halving, first rung at 5 epochs": ["pruner=successive_halving", "pruner.min_resource=5"],
     "percentile, 60 epochs": ["pruner=percentile", *SIXTY],
     "successive_halving, 60 epochs": ["pruner=successive_halving", *SIXTY],
