@@ -52,16 +52,28 @@ def open_storage(url: str, heartbeat_s: int = 20, grace_s: int = 60) -> RDBStora
 def _fast_sqlite(engine: Any) -> None:
     """Write-ahead logging, synced at checkpoints rather than at every commit: readers no longer
     block the writer, which helps several workers on one machine (each trial writes once per
-    epoch). Still crash-safe for the database."""
+    epoch). Still crash-safe for the database.
+
+    And each transaction takes the write lock when it begins (``BEGIN IMMEDIATE``). Python's
+    sqlite3 begins a transaction only at the first write, so a read and the write that depends on
+    it run apart, and SQLite ignores ``SELECT ... FOR UPDATE``: two workers could both read a
+    queued trial as waiting and both run it (Optuna's ``_pop_waiting_trial_id``). This is the
+    recipe of SQLAlchemy's SQLite dialect notes ("Serializable isolation / Savepoints / Transactional
+    DDL"); the transactions are short, and a worker waits for the lock (the 60-s busy timeout)."""
     from sqlalchemy import event
 
     def pragmas(connection: Any, _: Any) -> None:
+        connection.isolation_level = None  # sqlite3 leaves BEGIN to the "begin" event below
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     event.listen(engine, "connect", pragmas)
+    event.listen(engine, "begin", begin)
     engine.dispose()  # connections opened from now on get the pragmas
 
 
