@@ -1,6 +1,7 @@
 """Check hybridsearch on a GPU machine: placement, trials per minute, how busy each GPU was.
 
-    python scripts/gpu_check.py [--seconds 120] [--workers-per-gpu 1] [--data GunPoint] [--epochs 60] [--cpu]
+    python scripts/gpu_check.py [--seconds 120] [--workers-per-gpu 1] [--data GunPoint] [--epochs N] [--cpu]
+                                [OVERRIDE ...]
 
 Runs the default study (``+study=timeseries``) for ``--seconds`` in a temporary folder, with
 ``study.workers_per_gpu`` workers on every visible GPU (``--cpu``: the same study on the CPU, for
@@ -114,8 +115,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=120, help="study time budget")
     parser.add_argument("--workers-per-gpu", type=int, default=1)
     parser.add_argument("--data", default="GunPoint")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (default: the study's own)")
     parser.add_argument("--cpu", action="store_true", help="the same study on the CPU, for comparison")
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for the study, e.g. data.path=train.npz")
     args = parser.parse_args()
 
     import optuna
@@ -135,12 +137,14 @@ def main() -> None:
         f"data.name={args.data}",
         "study.n_trials=null",
         f"study.timeout={args.seconds}",
-        f"trainer.max_epochs={args.epochs}",
         "study.report=false",
         "study.register=false",
         "study.baseline=false",
         f"hydra.run.dir={root / 'hydra'}",
     ]
+    cmd += args.overrides
+    if args.epochs is not None:
+        cmd.append(f"trainer.max_epochs={args.epochs}")
     if args.cpu:
         cmd += ["trainer.accelerator=cpu", "study.gpus=[]"]
     else:
@@ -148,7 +152,8 @@ def main() -> None:
     sampler = None if args.cpu else NvmlSampler()
     dcgm = None if args.cpu else dcgm_sm_activity(args.seconds)
     where = "CPU" if args.cpu else f"{n_gpus} GPU(s) x {args.workers_per_gpu} worker(s)"
-    print(f"== {args.data}, {args.epochs} epochs at most, {args.seconds} s, {where}", flush=True)
+    epochs = f"{args.epochs} epochs at most" if args.epochs else "the study's epochs"
+    print(f"== {args.data}, {epochs}, {args.seconds} s, {where}", flush=True)
     if sampler:
         print("   " + ", ".join(f"gpu {i}: {sampler.name(i)}" for i in range(n_gpus)))
         sampler.start()
@@ -164,8 +169,10 @@ def main() -> None:
     study = optuna.load_study(study_name="gpu-check", storage=f"sqlite:///{root}/optuna.db")
     trials = [t for t in study.trials if t.state.is_finished()]
     states = Counter(t.state.name.lower() for t in trials)
+    epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)  # over all folds, pruned trials too
     print(
-        f"{len(trials)} trials ({dict(states)}) in {elapsed:.0f} s: {60 * len(trials) / elapsed:.2f} trials per minute"
+        f"{len(trials)} trials ({dict(states)}) in {elapsed:.0f} s: {60 * len(trials) / elapsed:.2f} trials per minute,"
+        f" {60 * epochs / elapsed:.0f} epochs per minute"
     )
     where = placement(trials)
     if sampler:
