@@ -3,6 +3,7 @@
     python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2] [--out benchmarks/results]
     python benchmarks/overhead.py --data OSULeaf --epochs 240   # a trial of about 30 s
     python benchmarks/overhead.py --workers 12 24                # 2 CPU workers over 1
+    python benchmarks/overhead.py --device cuda --epochs 300     # on a GPU machine
 
 Two cases matter. A trial of ordinary epochs, e.g. OSULeaf (160 training series of 427 steps,
 ~0.12 s an epoch here): 240 epochs take about 30 s, the default study's 60 about 8 s. And the worst
@@ -51,21 +52,23 @@ PARAMS = {
 }
 
 
-def plain_loop(data_name: str, epochs: int) -> float:
+def plain_loop(data_name: str, epochs: int, device: torch.device) -> float:
     from hybridsearch.data import DataConfig, prepare
     from hybridsearch.search_space import build_model
 
     data = prepare(DataConfig(name=data_name))
-    mean, std = (torch.tensor(v).view(1, -1, 1) for v in data.scaling())
+    mean, std = (torch.tensor(v).view(1, -1, 1).to(device) for v in data.scaling())
     torch.manual_seed(0)
     model = build_model(PARAMS, in_channels=data.in_channels, n_outputs=data.n_outputs, seq_len=data.seq_len)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=PARAMS["lr"], weight_decay=PARAMS["weight_decay"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    X, y = torch.from_numpy(data.train.X), torch.from_numpy(data.train.y)
-    Xv, yv = torch.from_numpy(data.val.X), torch.from_numpy(data.val.y)
+    # The data sits on the device, as a trial's does.
+    X, y = torch.from_numpy(data.train.X).to(device), torch.from_numpy(data.train.y).to(device)
+    Xv, yv = torch.from_numpy(data.val.X).to(device), torch.from_numpy(data.val.y).to(device)
     # Series of unequal length are padded, and the model masks the padding, as in a trial.
-    lengths, padded = torch.from_numpy(data.train.lengths), data.train.lengths < data.train.X.shape[-1]
-    lv = torch.from_numpy(data.val.lengths) if (data.val.lengths < data.val.X.shape[-1]).any() else None
+    lengths, padded = torch.from_numpy(data.train.lengths).to(device), data.train.lengths < data.train.X.shape[-1]
+    lv = torch.from_numpy(data.val.lengths).to(device) if (data.val.lengths < data.val.X.shape[-1]).any() else None
     bs = PARAMS["batch_size"]
     start = time.perf_counter()
     for _ in range(epochs):
@@ -75,7 +78,8 @@ def plain_loop(data_name: str, epochs: int) -> float:
             idx = order[i : i + bs]
             if len(idx) < 2:
                 continue
-            lens = lengths[idx] if padded[idx.numpy()].any() else None
+            lens = lengths[idx.to(device)] if padded[idx.numpy()].any() else None
+            idx = idx.to(device)
             loss = torch.nn.functional.cross_entropy(model((X[idx] - mean) / std, lens), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -84,7 +88,7 @@ def plain_loop(data_name: str, epochs: int) -> float:
         model.eval()
         with torch.no_grad():
             out = model((Xv - mean) / std, lv)
-            (out.argmax(-1) == yv).float().mean().item()
+            (out.argmax(-1) == yv).float().mean().item()  # a host sync an epoch, as a trial's logging has
     return time.perf_counter() - start
 
 
@@ -98,7 +102,7 @@ def command(root: Path, name: str, data_name: str, *overrides: str) -> list[str]
     ]  # fmt: skip
 
 
-def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, float]:
+def through_hybridsearch(data_name: str, epochs: int, device: torch.device) -> tuple[float, float, float]:
     """(trial seconds, command seconds, seconds from launch to the first epoch's end)."""
     import optuna
     from mlflow import MlflowClient
@@ -114,6 +118,7 @@ def through_hybridsearch(data_name: str, epochs: int) -> tuple[float, float, flo
         "data.cv_folds=1",  # one model, as in the plain loop
         "~callbacks.early_stopping",
         "study.enqueue=[" + json.dumps(PARAMS).replace('"', "") + "]",  # Hydra's override grammar
+        f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
     )
     launch = time.time()
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -190,6 +195,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=2, help="alternate both this many times; keep the fastest")
     parser.add_argument("--out", type=Path, help="also write the figures to <out>/overhead-<data>-<epochs>.txt")
+    parser.add_argument("--device", default="cpu", help="where both train: cpu or cuda")
     parser.add_argument(
         "--workers", type=int, nargs=2, metavar=("FIXED", "DEFAULT"),
         help="instead: worker scaling over FIXED 30-epoch trials and DEFAULT trials of the default study",
@@ -198,18 +204,20 @@ def main() -> None:
     if args.workers:
         publish(worker_scaling(args.data, *args.workers), args.out, f"overhead-workers-{args.data}.txt")
         return
+    device = torch.device(args.device)
     plains, trials, starts, floors = [], [], [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
-        plains.append(plain_loop(args.data, args.epochs))
+        plains.append(plain_loop(args.data, args.epochs, device))
         floors.append(import_floor())
-        trial, whole, first_epoch = through_hybridsearch(args.data, args.epochs)
+        trial, whole, first_epoch = through_hybridsearch(args.data, args.epochs, device)
         trials.append(trial)
         starts.append(first_epoch)
     plain, trial = min(plains), min(trials)
     runs = ", ".join(f"{t:.2f}" for t in trials)
     extra, base = 1000 * (trial - plain) / args.epochs, 1000 * plain / args.epochs
     lines = [
-        f"{args.data}, {args.epochs} epochs of {PARAMS['topology']}, {torch.get_num_threads()} threads",
+        f"{args.data}, {args.epochs} epochs of {PARAMS['topology']}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         f"plain PyTorch loop : {plain:7.2f} s  (runs: {', '.join(f'{p:.2f}' for p in plains)})",
         f"hybridsearch trial : {trial:7.2f} s  (runs: {runs}; the last whole command {whole:.2f} s)",
         f"overhead ratio     : {trial / plain:7.3f}",
@@ -218,7 +226,8 @@ def main() -> None:
         f"+{min(starts) - min(floors):.2f} s over `import torch, lightning` ({min(floors):.2f} s)",
     ]
     # The README's speed figures (benchmarks/quality.py --readme-only puts them there).
-    publish(lines, args.out, f"overhead-{args.data}-{args.epochs}.txt")
+    suffix = "" if device.type == "cpu" else f"-{device.type}"
+    publish(lines, args.out, f"overhead-{args.data}-{args.epochs}{suffix}.txt")
     if not math.isfinite(trial / plain):
         sys.exit(1)
 

@@ -26,7 +26,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Summary:
     """Run (or resume) the study that ``cfg`` describes and return its summary.
 
     ``study.n_trials`` more trials are added, by one worker in this process or by worker
-    processes (one per GPU, or CPU workers sharing the cores) that pull trials from the study.
+    processes (several per GPU, or CPU workers sharing the cores) that pull trials from the study.
     ``study.timeout`` counts from ``started`` (default: now; the command line passes its launch).
     """
     started = time.time() if started is None else started

@@ -1,12 +1,14 @@
 """Check hybridsearch on a GPU machine: placement, trials per minute, how busy each GPU was.
 
-    python scripts/gpu_check.py [--seconds 120] [--workers-per-gpu 1] [--data GunPoint] [--epochs N] [--cpu]
+    python scripts/gpu_check.py [--seconds 120] [--workers-per-gpu auto] [--data GunPoint] [--epochs N] [--cpu]
                                 [OVERRIDE ...]
 
 Runs the default study (``+study=timeseries``) for ``--seconds`` in a temporary folder, with
 ``study.workers_per_gpu`` workers on every visible GPU (``--cpu``: the same study on the CPU, for
 comparison), while sampling each GPU through NVML every 100 ms. It prints:
-- trials per minute, and trials per GPU;
+- trials and epochs per minute, and trials per GPU;
+- how busy the host's CPU cores were (from /proc/stat), since small models leave the GPU waiting
+  on each worker's Python;
 - NVML utilisation per GPU, mean and peak: the share of each sample period in which at least one
   kernel was running on the GPU (not how many of its SMs were busy: a small kernel counts as fully
   busy); SM activity from DCGM (``dcgmi dmon``, field 1002) where DCGM is installed;
@@ -72,18 +74,34 @@ class NvmlSampler(threading.Thread):
         self.nvml, self.period = pynvml, period
         self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         self.util: dict[int, list[int]] = defaultdict(list)
+        self.times: list[float] = []  # when each round of samples was taken
         self.memory: dict[int, int] = defaultdict(int)
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.times.append(time.time())
             for i, h in enumerate(self.handles):
                 self.util[i].append(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu)
                 self.memory[i] = max(self.memory[i], self.nvml.nvmlDeviceGetMemoryInfo(h).used)
             self.stop.wait(self.period)
 
+    def between(self, i: int, start: float, end: float) -> list[int]:
+        """GPU ``i``'s utilisation samples taken between two times."""
+        return [u for t, u in zip(self.times, self.util[i], strict=False) if start <= t <= end] or [0]
+
     def name(self, i: int) -> str:
         return self.nvml.nvmlDeviceGetName(self.handles[i])
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all the host's cores, from /proc/stat (Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def dcgm_sm_activity(seconds: float) -> subprocess.Popen | None:
@@ -113,7 +131,7 @@ def sm_activity(proc: subprocess.Popen | None) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=120, help="study time budget")
-    parser.add_argument("--workers-per-gpu", type=int, default=1)
+    parser.add_argument("--workers-per-gpu", default="auto", help="a count, or auto (the study's default)")
     parser.add_argument("--data", default="GunPoint")
     parser.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (default: the study's own)")
     parser.add_argument("--cpu", action="store_true", help="the same study on the CPU, for comparison")
@@ -157,10 +175,12 @@ def main() -> None:
     if sampler:
         print("   " + ", ".join(f"gpu {i}: {sampler.name(i)}" for i in range(n_gpus)))
         sampler.start()
-    start = time.time()
+    start, cpu_start = time.time(), cpu_times()
     env = {**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # torch's GPU order = NVML's
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.time() - start
+    (busy0, total0), (busy1, total1) = cpu_start, cpu_times()
+    host_busy = 100 * (busy1 - busy0) / max(1, total1 - total0)
     if sampler:
         sampler.stop.set()
         sampler.join()
@@ -175,16 +195,26 @@ def main() -> None:
         f" {60 * epochs / elapsed:.0f} epochs per minute"
     )
     where = placement(trials)
+    print(f"host CPU busy: {host_busy:.0f}% of {os.cpu_count()} cores, mean over the study (start-up included)")
     if sampler:
         sm = sm_activity(dcgm)
         print("NVML utilisation = share of time at least one kernel ran (not SM occupancy)")
-        print(f"{'gpu':>4} {'trials':>7} {'util mean %':>12} {'util peak %':>12} {'peak MiB':>9} {'SM active %':>12}")
+        # Also while trials ran: from the first trial's start to the last one's end, leaving out the
+        # workers' start-up and the work after the search.
+        first = min(t.datetime_start.timestamp() for t in trials if t.datetime_start) if trials else 0.0
+        last = max(t.datetime_complete.timestamp() for t in trials if t.datetime_complete) if trials else 0.0
+        print(f"trials ran {last - first:.0f} s of the {elapsed:.0f} s")
+        print(
+            f"{'gpu':>4} {'trials':>7} {'util mean %':>12} {'while trials ran':>17} {'util peak %':>12}"
+            f" {'peak MiB':>9} {'SM active %':>12}"
+        )
         for i in range(n_gpus):
             util = sampler.util[i] or [0]
             trials_here = where.per_gpu.get(str(i), 0)
             active = f"{100 * sm[str(i)]:.1f}" if str(i) in sm else "-"
             print(
-                f"{i:>4} {trials_here:>7} {statistics.mean(util):>12.1f} {max(util):>12} "
+                f"{i:>4} {trials_here:>7} {statistics.mean(util):>12.1f} "
+                f"{statistics.mean(sampler.between(i, first, last)):>17.1f} {max(util):>12} "
                 f"{sampler.memory[i] / 2**20:>9.0f} {active:>12}"
             )
         if not sm:

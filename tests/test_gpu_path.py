@@ -54,9 +54,24 @@ def test_workers_keep_gpu_uuids_and_mig_names(monkeypatch) -> None:
     assert plan(None, None, per_gpu=2) == ["MIG-2f1e0d9c-aaaa-bbbb-cccc-ddddeeeeffff"] * 2
 
 
+@pytest.mark.parametrize(("cores", "n_gpus", "per_gpu"), [(16, 1, 8), (64, 1, 8), (16, 2, 4), (4, 1, 2), (2, 2, 1)])
+def test_auto_packs_up_to_8_workers_a_gpu_with_2_cores_each(monkeypatch, cores, n_gpus, per_gpu) -> None:
+    gpus(monkeypatch, n_gpus, None)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert plan(None, None, "auto") == [str(g) for g in range(n_gpus) for _ in range(per_gpu)]
+
+
+@pytest.mark.parametrize("bad", [0, "many", True, 1.5])
+def test_workers_per_gpu_must_be_auto_or_a_count(monkeypatch, bad) -> None:
+    gpus(monkeypatch, 1, None)
+    with pytest.raises(ConfigError, match=r"^study\.workers_per_gpu: must be auto or 1 or more, got "):
+        plan(None, None, bad)
+
+
 def test_no_gpu_means_cpu_workers(monkeypatch) -> None:
     gpus(monkeypatch, 0, "")
     assert plan(None, None) == [None] and plan(2, None) == [None, None]
+    assert plan(None, None, "auto") == [None]  # workers_per_gpu counts only where there are GPUs
 
 
 def test_gpu_workers_get_a_share_of_the_cores(monkeypatch, tmp_path) -> None:
