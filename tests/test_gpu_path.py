@@ -246,3 +246,10 @@ def test_gpu_check_counts_pruned_trials_by_where_they_started() -> None:
     assert placement.per_gpu == {"0": 1, "1": 1} and placement.on_cpu == [] and placement.unknown == 1
     misplaced = check.placement([*trials, frozen("PRUNED", device="cpu", gpu="1")])
     assert len(misplaced.on_cpu) == 1
+
+
+def test_gpu_check_utilisation_while_trials_ran_leaves_out_start_up() -> None:
+    sampler = gpu_check().NvmlSampler.__new__(gpu_check().NvmlSampler)  # no NVML here: samples by hand
+    sampler.times, sampler.util = [0.0, 10.0, 20.0, 30.0], {0: [0, 90, 100, 0]}  # start-up, 2 busy, the end
+    assert sampler.between(0, 10.0, 20.0) == [90, 100]
+    assert sampler.between(0, 40.0, 50.0) == [0]  # no sample in the window: reads as idle, not as an error
