@@ -40,6 +40,8 @@ VARIANTS = {
     "trial-limit": STEPS,  # and no trial trains longer than a tenth of study.timeout (the default since)
     "trial-limit+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
     "trial-limit+hyperband": [*STEPS, "pruner=hyperband"],  # or Hyperband over the first fold's epochs
+    # or early stopping that also ends a fold whose validation loss gains less than 0.001 in 20 epochs
+    "min-delta": [*STEPS, "+callbacks.early_stopping.min_delta=0.001"],
 }
 
 

@@ -30,6 +30,8 @@ PRUNERS = {  # name -> overrides
     "successive_halving, first rung at 5 epochs": ["pruner=successive_halving", "pruner.min_resource=5"],
     "percentile, 60 epochs": ["pruner=percentile", *SIXTY],
     "successive_halving, 60 epochs": ["pruner=successive_halving", *SIXTY],
+    # early stopping also ends a fold whose validation loss gains less than 0.001 in 20 epochs
+    "percentile, early stopping min_delta 0.001": ["pruner=percentile", "+callbacks.early_stopping.min_delta=0.001"],
 }
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {
