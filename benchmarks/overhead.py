@@ -78,8 +78,9 @@ def plain_loop(data_name: str, epochs: int, device: torch.device) -> float:
             idx = order[i : i + bs]
             if len(idx) < 2:
                 continue
-            lens = lengths[idx.to(device)] if padded[idx.numpy()].any() else None
+            any_padded = padded[idx.numpy()].any()  # from the host copy: no device sync
             idx = idx.to(device)
+            lens = lengths[idx] if any_padded else None
             loss = torch.nn.functional.cross_entropy(model((X[idx] - mean) / std, lens), y[idx])
             opt.zero_grad()
             loss.backward()
