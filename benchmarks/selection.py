@@ -42,6 +42,9 @@ VARIANTS = {
     "trial-limit+hyperband": [*STEPS, "pruner=hyperband"],  # or Hyperband over the first fold's epochs
     # or early stopping that also ends a fold whose validation loss gains less than 0.001 in 20 epochs
     "min-delta": [*STEPS, "+callbacks.early_stopping.min_delta=0.001"],
+    # and min_delta 0.001 (the default since), and after each fold a trial whose folds so far score
+    # worse than the best trial's worst fold is pruned (forgiving early stopping of CV)
+    "stop-folds": [*STEPS, "study.stop_folds=true"],
 }
 
 

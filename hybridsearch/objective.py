@@ -24,8 +24,8 @@ from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
 from hybridsearch.layout import StudyLayout, fold_checkpoint_name
 from hybridsearch.module import HybridModule
-from hybridsearch.oof import ValidationRecorder, trial_scores
-from hybridsearch.ranking import complete, rank_key, ranks_within, signs, trial_key
+from hybridsearch.oof import ValidationRecorder, partial_value, trial_scores
+from hybridsearch.ranking import best_trial, complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
 from hybridsearch.tracking import Tracker
 
@@ -142,6 +142,10 @@ class Objective:
         objectives: further objectives, minimised after the metric (multi-objective search):
             ``n_params``, ``latency_ms`` (milliseconds per series, predicting the validation set).
             Optuna cannot prune multi-objective trials, so none are pruned.
+        stop_folds: forgiving early stopping of cross-validation (Bergman, Purucker and Hutter,
+            "Don't Waste Your Time: Early Stopping Cross-Validation", AutoML 2024): after each fold
+            but the last, a trial whose folds so far score worse than the best trial's worst fold
+            is pruned, its attribute ``cv_stopped`` saying so; it could not have become the best.
     """
 
     def __init__(
@@ -161,12 +165,13 @@ class Objective:
         cv_folds: int = 1,
         keep: int = 1,
         objectives: tuple[str, ...] = (),
+        stop_folds: bool = False,
     ) -> None:
         self.data, self.space, self.metric, self.direction = data, space, metric, direction
         self.trainer_cfg, self.callbacks_cfg = trainer_cfg, callbacks_cfg
         self.layout, self.tracker, self.seed, self.fold_seed = layout, tracker, seed, fold_seed
         self.invocation, self.cv_folds, self.keep = invocation, cv_folds, max(1, keep)
-        self.objectives = tuple(objectives)
+        self.objectives, self.stop_folds = tuple(objectives), stop_folds
         self.time_left: Callable[[], float] | None = None  # the search's clock: trials stop when it runs out
         self.time_limit: float | None = None  # seconds one trial may train, all folds (study.trial_time_limit)
         # (study, topology) -> whether that topology's next trial trains unpruned (TopologyShare.unheard)
@@ -299,6 +304,8 @@ class Objective:
                     max_epochs=epochs,
                     stop_early=i == 0,
                 )
+                if self.stop_folds and judge and not self.objectives and i < len(splits) - 1:
+                    self._stop_folds(trial, recorders, len(splits))
             except optuna.TrialPruned:
                 trial.set_user_attr("epochs", sum(r.epochs for r in recorders))  # what the budget paid for it
                 raise
@@ -359,6 +366,23 @@ class Objective:
             paths.append(folder / fold_checkpoint_name(number, i))
             trainer.save_checkpoint(paths[-1], weights_only=True)
         return paths
+
+    def _stop_folds(self, trial: optuna.Trial, folds: list[ValidationRecorder], k: int) -> None:
+        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold."""
+        best = best_trial(trial.study)
+        bests = best.user_attrs.get("fold_values") if best else None
+        if not bests:
+            return
+        maximize = self.direction == "maximize"
+        bar = min(bests) if maximize else max(bests)
+        value = partial_value(folds, self.direction)
+        if value < bar if maximize else value > bar:
+            reason = (
+                f"cross-validation stopped after {len(folds)} of {k} folds: {self.metric} {value:.4g} "
+                f"is worse than the worst fold of the best trial (#{best.number}), {bar:.4g}"
+            )
+            trial.set_user_attr("cv_stopped", reason)
+            raise optuna.TrialPruned(reason)
 
     def _ranks_in_top_keep(self, trial: optuna.Trial, values: tuple[float, ...]) -> bool:
         """Whether the trial ranks among the study's top ``keep`` complete trials: its weights are

@@ -67,6 +67,12 @@ def choose_epoch(folds: Sequence[ValidationRecorder], direction: str) -> int:
     return int(min(keys)[-1])
 
 
+def partial_value(folds: Sequence[ValidationRecorder], direction: str) -> float:
+    """What the folds trained so far score: the fold-averaged metric at their chosen epoch."""
+    epoch = choose_epoch(folds, direction)
+    return float(np.mean([f.values[epoch] for f in folds]))
+
+
 def assemble(folds: Sequence[ValidationRecorder], indices: Sequence[np.ndarray], n: int, epoch: int) -> np.ndarray:
     """The OOF predictions at ``epoch``, in the pool's order (``indices[i]``: fold i's validation rows)."""
     first = folds[0].outputs[epoch]

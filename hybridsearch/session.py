@@ -268,6 +268,7 @@ class Session:
             cv_folds=self.cv_folds,
             keep=max(1, self.cfg.study.ensemble),
             objectives=tuple(self.cfg.study.objectives),
+            stop_folds=self.cfg.study.stop_folds,
         )
 
     def optimize(self, *, n_trials: int | None, deadline: float | None, worker: int = 0, callbacks=()) -> None:
