@@ -24,7 +24,7 @@ from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
 from hybridsearch.layout import StudyLayout, fold_checkpoint_name
 from hybridsearch.module import HybridModule
-from hybridsearch.oof import ValidationRecorder, partial_value, trial_scores
+from hybridsearch.oof import ValidationRecorder, falls_short, trial_scores
 from hybridsearch.ranking import best_trial, complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
 from hybridsearch.tracking import Tracker
@@ -373,10 +373,9 @@ class Objective:
         bests = best.user_attrs.get("fold_values") if best else None
         if not bests:
             return
-        maximize = self.direction == "maximize"
-        bar = min(bests) if maximize else max(bests)
-        value = partial_value(folds, self.direction)
-        if value < bar if maximize else value > bar:
+        bar = min(bests) if self.direction == "maximize" else max(bests)
+        value = falls_short(folds, bar, self.direction)
+        if value is not None:
             reason = (
                 f"cross-validation stopped after {len(folds)} of {k} folds: {self.metric} {value:.4g} "
                 f"is worse than the worst fold of the best trial (#{best.number}), {bar:.4g}"

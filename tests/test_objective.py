@@ -315,6 +315,22 @@ def test_stop_folds_prunes_a_trial_whose_folds_so_far_fall_below_the_best_trials
     assert run(0.0, unheard=True).state.name == "COMPLETE"  # a topology's hearing is never cut short
 
 
+def test_folds_that_tie_the_bar_in_float32_do_not_fall_short():
+    from hybridsearch.oof import ValidationRecorder, falls_short
+
+    def fold(*values: float) -> ValidationRecorder:
+        r = ValidationRecorder("val_acc")
+        r.values, r.losses = [float(np.float32(v)) for v in values], [1.0] * len(values)
+        r.outputs = [np.zeros((1, 2))] * len(values)  # one validation per epoch
+        return r
+
+    bar = float(np.float32(0.8))
+    assert falls_short([fold(0.9), fold(0.7)], bar, "maximize") is None  # 0.79999998 against 0.80000001
+    assert falls_short([fold(0.5, 0.9), fold(0.6, 0.8)], bar, "maximize") is None  # at the folds' best epoch, 0.85
+    assert falls_short([fold(0.9), fold(0.6)], bar, "maximize") == pytest.approx(0.75)
+    assert falls_short([fold(0.9), fold(0.6)], bar, "minimize") is None
+
+
 def test_every_trial_is_scored_on_the_same_folds(data, tracker, tmp_path, monkeypatch):
     from hybridsearch.data import TaskData
 
