@@ -41,7 +41,7 @@ VARIANTS = {
     "trial-limit+sha": [*STEPS, "pruner=successive_halving"],  # and successive halving over epochs
     "trial-limit+hyperband": [*STEPS, "pruner=hyperband"],  # or Hyperband over the first fold's epochs
     # or early stopping that also ends a fold whose validation loss gains less than 0.001 in 20 epochs
-    "min-delta": [*STEPS, "+callbacks.early_stopping.min_delta=0.001"],
+    "min-delta": [*STEPS, "callbacks.early_stopping.min_delta=0.001"],  # in conf/callbacks since da780b2
     # and min_delta 0.001 (the default since), and after each fold a trial whose folds so far score
     # worse than the best trial's worst fold is pruned (forgiving early stopping of CV)
     "stop-folds": [*STEPS, "study.stop_folds=true"],
