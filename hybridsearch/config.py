@@ -23,9 +23,9 @@ class StudyConfig:
     # its first fold stops at this over the folds, and the others train as many epochs. auto: a
     # tenth of study.timeout (no limit without one); null: no limit
     trial_time_limit: Any = "auto"
-    # after each fold, prune a trial whose folds so far score worse than the best trial's worst
-    # fold (forgiving early stopping of cross-validation, Bergman et al. 2024)
-    stop_folds: bool = False
+    # after each fold but the last, prune a trial whose folds so far score worse than the best
+    # trial's worst fold (forgiving early stopping of cross-validation, Bergman et al. 2024)
+    stop_folds: bool = True
     seed: int | None = 0  # sampler seed; also seeds each trial's weights and batches
     root: str = "studies"  # where embedded storage, MLflow data and study folders live
     storage: str = "sqlite:///${study.root}/optuna.db"  # any Optuna storage URL (sqlite, postgresql)
