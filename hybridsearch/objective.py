@@ -145,7 +145,7 @@ class Objective:
         stop_folds: forgiving early stopping of cross-validation (Bergman, Purucker and Hutter,
             "Don't Waste Your Time: Early Stopping Cross-Validation", AutoML 2024): after each fold
             but the last, a trial whose folds so far score worse than the best trial's worst fold
-            is pruned, its attribute ``cv_stopped`` saying so; it could not have become the best.
+            is pruned, its attribute ``cv_stopped`` saying so: it would seldom have become the best.
     """
 
     def __init__(
