@@ -31,7 +31,7 @@ PRUNERS = {  # name -> overrides
     "percentile, 60 epochs": ["pruner=percentile", *SIXTY],
     "successive_halving, 60 epochs": ["pruner=successive_halving", *SIXTY],
     # early stopping also ends a fold whose validation loss gains less than 0.001 in 20 epochs
-    "percentile, early stopping min_delta 0.001": ["pruner=percentile", "+callbacks.early_stopping.min_delta=0.001"],
+    "percentile, early stopping min_delta 0.001": ["pruner=percentile", "callbacks.early_stopping.min_delta=0.001"],
     # and min_delta 0.001 (the default since); after each fold, a trial whose folds so far score
     # worse than the best trial's worst fold is pruned
     "percentile, forgiving early stopping of CV": ["pruner=percentile", "study.stop_folds=true"],
