@@ -45,6 +45,8 @@ VARIANTS = {
     # and min_delta 0.001 (the default since), and after each fold a trial whose folds so far score
     # worse than the best trial's worst fold is pruned (forgiving early stopping of CV)
     "stop-folds": [*STEPS, "study.stop_folds=true"],
+    # and successive halving over epochs (rungs spanning the folds) instead of the percentile pruner
+    "stop-folds+sha": [*STEPS, "study.stop_folds=true", "pruner=successive_halving"],
 }
 
 

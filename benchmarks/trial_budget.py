@@ -35,6 +35,7 @@ PRUNERS = {  # name -> overrides
     # and min_delta 0.001 (the default since); after each fold, a trial whose folds so far score
     # worse than the best trial's worst fold is pruned
     "percentile, forgiving early stopping of CV": ["pruner=percentile", "study.stop_folds=true"],
+    "successive_halving, forgiving early stopping of CV": ["pruner=successive_halving", "study.stop_folds=true"],
 }
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {
