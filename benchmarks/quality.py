@@ -4,6 +4,11 @@
                                  [--budget 600] [--out benchmarks/results] [--readme]
     python benchmarks/quality.py --ablation [--budget 300]   # TPE vs random, pruning on vs off
     python benchmarks/quality.py --readme-only               # README section from the saved results
+    python benchmarks/quality.py --selection [--variant stop-folds] [--logged]   # the selection table
+
+``--selection`` gives the honest-selection table instead, with ``benchmarks/selection.py``'s
+options: for each development dataset and seed, the final model's test accuracy, its selection
+score, the optimism, MiniRocket's CV and test scores, and the ensemble's members and weights.
 
 For each dataset and seed, on the dataset's own train / test split:
 - hybridsearch: the default study (``+study=timeseries``) with a wall-clock budget, all four hybrids;
@@ -285,6 +290,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--selection"]:
+        import selection  # benchmarks/selection.py, beside this script
+
+        selection.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["GunPoint", "ItalyPowerDemand", "BasicMotions"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -102,7 +102,7 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DEVELOPMENT)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--variant", choices=list(VARIANTS), default="default")
     parser.add_argument("--logged", action="store_true", help="tabulate the logged runs only; run none")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     log = RunLog(args.out / "runs.jsonl")
     root = Path(tempfile.mkdtemp(prefix="hybridsearch-selection-"))
     print(f"studies of this run: {root}", flush=True)
