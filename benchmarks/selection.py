@@ -47,6 +47,8 @@ VARIANTS = {
     "stop-folds": [*STEPS, "study.stop_folds=true"],
     # and successive halving over epochs (rungs spanning the folds) instead of the percentile pruner
     "stop-folds+sha": [*STEPS, "study.stop_folds=true", "pruner=successive_halving"],
+    # or no trial longer than a twentieth of a 10-minute study (auto: a tenth)
+    "stop-folds+limit-30": [*STEPS, "study.stop_folds=true", "study.trial_time_limit=30"],
 }
 
 

@@ -36,6 +36,11 @@ PRUNERS = {  # name -> overrides
     # worse than the best trial's worst fold is pruned
     "percentile, forgiving early stopping of CV": ["pruner=percentile", "study.stop_folds=true"],
     "successive_halving, forgiving early stopping of CV": ["pruner=successive_halving", "study.stop_folds=true"],
+    "percentile, forgiving early stopping of CV, trial time limit 30 s": [
+        "pruner=percentile",
+        "study.stop_folds=true",
+        "study.trial_time_limit=30",
+    ],
 }
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {
