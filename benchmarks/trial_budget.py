@@ -36,6 +36,12 @@ PRUNERS = {  # name -> overrides
     # worse than the best trial's worst fold is pruned
     "percentile, forgiving early stopping of CV": ["pruner=percentile", "study.stop_folds=true"],
     "successive_halving, forgiving early stopping of CV": ["pruner=successive_halving", "study.stop_folds=true"],
+    # and where the best trial's worst fold has accuracy 1, a trial whose perfect folds so far
+    # lose more than that fold is pruned too (the default since)
+    "percentile, forgiving early stopping of CV, ties at accuracy 1 ranked by loss": [
+        "pruner=percentile",
+        "study.stop_folds=true",
+    ],
     "percentile, forgiving early stopping of CV, trial time limit 30 s": [
         "pruner=percentile",
         "study.stop_folds=true",
