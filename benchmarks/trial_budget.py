@@ -42,6 +42,12 @@ PRUNERS = {  # name -> overrides
         "pruner=percentile",
         "study.stop_folds=true",
     ],
+    # and two worker processes on the two cores, a thread each
+    "percentile, forgiving early stopping of CV, 2 workers": [
+        "pruner=percentile",
+        "study.stop_folds=true",
+        "study.n_workers=2",
+    ],
     "percentile, forgiving early stopping of CV, trial time limit 30 s": [
         "pruner=percentile",
         "study.stop_folds=true",
