@@ -26,6 +26,7 @@ from pathlib import Path
 from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
 
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
+TOPOLOGIES = ["feature_extractor", "parallel", "cascade", "conv_gated"]
 STEPS = ["trainer.max_epochs=1000", "trainer.max_steps=1500"]  # epochs by optimiser steps (the default since 58e6f6c)
 # --variant: overrides on top of the default study, to compare a candidate default with it
 VARIANTS = {
@@ -52,6 +53,8 @@ VARIANTS = {
     # or two worker processes on the two cores, a thread each; and a tie with a best trial whose
     # worst fold is perfect is ranked by loss (the default since 10f2d73; never met on Pickup)
     "stop-folds+2-workers": [*STEPS, "study.stop_folds=true", "study.n_workers=2"],
+    # does each hybrid learn, given the whole budget? The default searching one topology alone
+    **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in TOPOLOGIES},
 }
 
 
