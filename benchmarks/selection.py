@@ -53,6 +53,8 @@ VARIANTS = {
     # or two worker processes on the two cores, a thread each; and a tie with a best trial whose
     # worst fold is perfect is ranked by loss (the default since 10f2d73; never met on Pickup)
     "stop-folds+2-workers": [*STEPS, "study.stop_folds=true", "study.n_workers=2"],
+    # and a tie with a best trial whose worst fold is perfect is ranked by loss (the default since 10f2d73)
+    "stop-folds+ties": [*STEPS, "study.stop_folds=true"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in TOPOLOGIES},
 }
