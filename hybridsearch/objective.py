@@ -24,10 +24,9 @@ from hybridsearch.data.batches import unpadded
 from hybridsearch.errors import one_line
 from hybridsearch.layout import StudyLayout, fold_checkpoint_name
 from hybridsearch.module import HybridModule
-from hybridsearch.oof import ValidationRecorder, falls_short, loses_tie, trial_scores
+from hybridsearch.oof import ValidationRecorder, falls_short, trial_scores
 from hybridsearch.ranking import best_trial, complete, rank_key, ranks_within, signs, trial_key
 from hybridsearch.search_space import Space, count_parameters, model_arguments, sample, training_arguments
-from hybridsearch.tasks import PERFECT
 from hybridsearch.tracking import Tracker
 
 
@@ -147,9 +146,6 @@ class Objective:
             "Don't Waste Your Time: Early Stopping Cross-Validation", AutoML 2024): after each fold
             but the last, a trial whose folds so far score worse than the best trial's worst fold
             is pruned, its attribute ``cv_stopped`` saying so: it would seldom have become the best.
-            Where the best trial's worst fold is perfect (accuracy 1), later folds cannot make up for
-            a tie, and the loss ranks tied trials: a trial whose perfect folds so far lose more than
-            the best trial's worst fold is pruned too.
     """
 
     def __init__(
@@ -336,7 +332,6 @@ class Objective:
         }
         if len(recorders) > 1:
             attrs["fold_values"] = [r.values[epoch] for r in recorders]
-            attrs["fold_losses"] = [r.losses[epoch] for r in recorders]
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
         if "latency_ms" in self.objectives:
@@ -373,33 +368,20 @@ class Objective:
         return paths
 
     def _stop_folds(self, trial: optuna.Trial, folds: list[ValidationRecorder], k: int) -> None:
-        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold, or
-        tie it where it is perfect with a higher loss than the best trial's worst fold."""
+        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold."""
         best = best_trial(trial.study)
         bests = best.user_attrs.get("fold_values") if best else None
         if not bests:
             return
         bar = min(bests) if self.direction == "maximize" else max(bests)
-        stopped = f"cross-validation stopped after {len(folds)} of {k} folds"
         value = falls_short(folds, bar, self.direction)
         if value is not None:
             reason = (
-                f"{stopped}: {self.metric} {value:.4g} "
+                f"cross-validation stopped after {len(folds)} of {k} folds: {self.metric} {value:.4g} "
                 f"is worse than the worst fold of the best trial (#{best.number}), {bar:.4g}"
             )
-        elif bar == PERFECT.get(self.metric) and best.user_attrs.get("fold_losses"):
-            loss_bar = max(best.user_attrs["fold_losses"])
-            loss = loses_tie(folds, loss_bar, self.direction)
-            if loss is None:
-                return
-            reason = (
-                f"{stopped}: {self.metric} ties the best trial's (#{best.number}) perfect folds, but "
-                f"val_loss {loss:.4g} is above its worst fold's, {loss_bar:.4g}"
-            )
-        else:
-            return
-        trial.set_user_attr("cv_stopped", reason)
-        raise optuna.TrialPruned(reason)
+            trial.set_user_attr("cv_stopped", reason)
+            raise optuna.TrialPruned(reason)
 
     def _ranks_in_top_keep(self, trial: optuna.Trial, values: tuple[float, ...]) -> bool:
         """Whether the trial ranks among the study's top ``keep`` complete trials: its weights are

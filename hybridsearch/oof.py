@@ -76,13 +76,6 @@ def falls_short(folds: Sequence[ValidationRecorder], bar: float, direction: str)
     return value if worse and not math.isclose(value, bar, rel_tol=1e-6) else None
 
 
-def loses_tie(folds: Sequence[ValidationRecorder], loss_bar: float, direction: str) -> float | None:
-    """What the folds trained so far lose (the fold-averaged loss at their chosen epoch) if it is
-    above ``loss_bar``, else None: how folds that tie on the metric still rank below."""
-    loss = float(np.mean([f.losses[choose_epoch(folds, direction)] for f in folds]))
-    return loss if loss > loss_bar and not math.isclose(loss, loss_bar, rel_tol=1e-6) else None
-
-
 def assemble(folds: Sequence[ValidationRecorder], indices: Sequence[np.ndarray], n: int, epoch: int) -> np.ndarray:
     """The OOF predictions at ``epoch``, in the pool's order (``indices[i]``: fold i's validation rows)."""
     first = folds[0].outputs[epoch]

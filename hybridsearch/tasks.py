@@ -77,9 +77,6 @@ FORECASTING = Task("forecasting", "val_mae", "minimize", windows=True, target_vi
 TASKS = {t.name: t for t in (CLASSIFICATION, REGRESSION, FORECASTING)}
 
 
-# A metric's best possible value, where trials reach it: folds there can tie but not beat each other.
-PERFECT = {"val_acc": 1.0}
-
 TEST_KEYS = {"val_acc": "accuracy", "val_mae": "mae", "val_rmse": "rmse"}
 
 
@@ -98,4 +95,4 @@ def task_named(name: str | Task) -> Task:
         raise KeyError(f"unknown task {name!r}; valid: {', '.join(TASKS)}") from None
 
 
-__all__ = ["CLASSIFICATION", "FORECASTING", "PERFECT", "REGRESSION", "TASKS", "Task", "task_named", "test_key"]
+__all__ = ["CLASSIFICATION", "FORECASTING", "REGRESSION", "TASKS", "Task", "task_named", "test_key"]

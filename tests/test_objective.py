@@ -315,32 +315,6 @@ def test_stop_folds_prunes_a_trial_whose_folds_so_far_fall_below_the_best_trials
     assert run(0.0, unheard=True).state.name == "COMPLETE"  # a topology's hearing is never cut short
 
 
-def test_stop_folds_ranks_a_tie_at_a_perfect_accuracy_by_its_loss(data, tracker, tmp_path):
-    from hybridsearch.oof import ValidationRecorder
-
-    objective = make_objective(data, tracker, tmp_path, cv_folds=3, stop_folds=True)  # val_acc, maximize
-
-    def stops(acc: float, loss: float, best_folds: list[float]) -> str | None:
-        study = optuna.create_study(direction="maximize")
-        best = {"fold_values": best_folds, "fold_losses": [0.1, 0.3, 0.2], "val_loss": 0.2}
-        study.add_trial(optuna.trial.create_trial(value=min(best_folds), user_attrs=best))
-        fold = ValidationRecorder("val_acc")
-        fold.values, fold.losses, fold.outputs = [acc], [loss], [np.zeros((1, 2))]
-        trial = study.ask()
-        try:
-            objective._stop_folds(trial, [fold], 3)
-        except optuna.TrialPruned as pruned:
-            return str(pruned)
-        finally:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return None
-
-    assert "val_loss 0.4 is above its worst fold's, 0.3" in stops(1.0, 0.4, [1.0, 1.0, 1.0])
-    assert stops(1.0, 0.25, [1.0, 1.0, 1.0]) is None  # below the worst fold's loss: forgiven
-    assert stops(0.9, 0.01, [1.0, 1.0, 1.0]) is not None  # short of a perfect fold, whatever its loss
-    assert stops(0.9, 0.4, [0.9, 1.0, 1.0]) is None  # a tie below perfect: later folds may still beat it
-
-
 def test_folds_that_tie_the_bar_in_float32_do_not_fall_short():
     from hybridsearch.oof import ValidationRecorder, falls_short
 
