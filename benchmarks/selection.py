@@ -26,7 +26,7 @@ from pathlib import Path
 from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
 
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
-TOPOLOGIES = ["feature_extractor", "parallel", "cascade", "conv_gated"]
+ABBREVIATIONS = {"feature_extractor": "fe", "parallel": "par", "cascade": "cas", "conv_gated": "cg"}  # the four hybrids
 STEPS = ["trainer.max_epochs=1000", "trainer.max_steps=1500"]  # epochs by optimiser steps (the default since 58e6f6c)
 # --variant: overrides on top of the default study, to compare a candidate default with it
 VARIANTS = {
@@ -57,7 +57,7 @@ VARIANTS = {
     # reverted: the code is gone, so this variant now runs the plain stop-folds default)
     "stop-folds+ties": [*STEPS, "study.stop_folds=true"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
-    **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in TOPOLOGIES},
+    **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }
 
 
@@ -87,9 +87,6 @@ def study(
 
     key = ["selection", dataset, str(seed), f"{budget:g}"] + ([] if variant == "default" else [variant])
     return log.get("|".join(key), measure, run=run)
-
-
-ABBREVIATIONS = {"feature_extractor": "fe", "parallel": "par", "cascade": "cas", "conv_gated": "cg"}
 
 
 def per_topology(run: dict) -> tuple[str, float | None]:

@@ -36,12 +36,6 @@ PRUNERS = {  # name -> overrides
     # worse than the best trial's worst fold is pruned
     "percentile, forgiving early stopping of CV": ["pruner=percentile", "study.stop_folds=true"],
     "successive_halving, forgiving early stopping of CV": ["pruner=successive_halving", "study.stop_folds=true"],
-    # and where the best trial's worst fold has accuracy 1, a trial whose perfect folds so far
-    # lose more than that fold is pruned too (10f2d73; not kept, reverted: this now runs the default)
-    "percentile, forgiving early stopping of CV, ties at accuracy 1 ranked by loss": [
-        "pruner=percentile",
-        "study.stop_folds=true",
-    ],
     # and two worker processes on the two cores, a thread each
     "percentile, forgiving early stopping of CV, 2 workers": [
         "pruner=percentile",
@@ -62,6 +56,11 @@ LOGGED_AS = {
     "percentile, 60 epochs": "percentile",
     "successive_halving, 60 epochs": "successive_halving",
     "sha-topology (each trial judged within its topology; not kept)": "sha-topology",
+    # where the best trial's worst fold had accuracy 1, a trial whose perfect folds so far lost more
+    # than that fold was pruned too (10f2d73; not kept, reverted, so it cannot run again)
+    "percentile, forgiving early stopping of CV, ties at accuracy 1 ranked by loss": (
+        "percentile, forgiving early stopping of CV, ties at accuracy 1 ranked by loss, steps, heard, trial time limit"
+    ),
 }
 
 
