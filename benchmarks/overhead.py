@@ -114,6 +114,7 @@ def through_hybridsearch(data_name: str, epochs: int, device: torch.device) -> t
         "overhead",
         data_name,
         "study.n_trials=1",
+        "study.n_workers=1",  # in the command's process, as the plain loop runs in its own
         f"trainer.max_epochs={epochs}",
         "pruner=percentile",
         "data.cv_folds=1",  # one model, as in the plain loop

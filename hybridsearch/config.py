@@ -33,7 +33,7 @@ class StudyConfig:
     direction: str | None = None  # maximize | minimize; default by metric
     enqueue: list[Any] = field(default_factory=list)  # parameter sets to try first in a new study
     objectives: list[str] = field(default_factory=list)  # minimised after the metric: n_params, latency_ms
-    n_workers: int | None = None  # worker processes; null: workers_per_gpu on each GPU, else 1
+    n_workers: int | None = None  # worker processes; null: workers_per_gpu on each GPU, else one per core (up to 8)
     gpus: list[int] | None = None  # GPU ids to use; null: every visible GPU
     workers_per_gpu: Any = "auto"  # auto: 8, or fewer where the cores would give each worker less than 2
     # final model: greedy selection on the out-of-fold predictions of the top k trials; <2 (or

@@ -52,6 +52,16 @@ def visible_gpus() -> list[str]:
 # benchmarks/results/gpu-H200.txt. Each worker keeps 2 cores: fewer workers where cores are short.
 AUTO_WORKERS_PER_GPU = 8
 CORES_PER_GPU_WORKER = 2
+# study.n_workers=null without a GPU: a worker per core, up to 8. One process leaves a core idle on
+# small models: on GunPoint 2 workers on 2 cores ran 2.31x the trials an hour of one process on both
+# (benchmarks/results/overhead-workers-GunPoint.txt), and a 10-minute study on 200 series x 500
+# steps finished 38 trials against 16 (benchmarks/results/trial-budget.md).
+AUTO_CPU_WORKERS = 8
+
+
+def cpu_workers() -> int:
+    """CPU worker processes by default: one per core, up to ``AUTO_CPU_WORKERS``."""
+    return max(1, min(AUTO_CPU_WORKERS, os.cpu_count() or 1))
 
 
 def workers_per_gpu(value: int | str, n_gpus: int) -> int:
@@ -68,7 +78,8 @@ def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int | str = 1) 
     """The device of each worker: a ``CUDA_VISIBLE_DEVICES`` value, or None for a CPU worker.
 
     ``study.gpus`` lists torch's indices of the GPUs this command sees (0 is the first visible
-    one, whatever physical GPU that is). ``[None]`` means one worker, in this process.
+    one, whatever physical GPU that is). Without GPUs, ``n_workers`` None means one per core
+    (:func:`cpu_workers`). ``[None]`` means one worker, in this process.
     """
     if per_gpu != "auto":
         workers_per_gpu(per_gpu, 1)  # checked before any GPU is looked at
@@ -83,7 +94,7 @@ def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int | str = 1) 
     chosen = [available[g] for g in gpus] if gpus is not None else available
     devices = [entry for entry in chosen for _ in range(workers_per_gpu(per_gpu, len(chosen)))]
     if not devices:
-        return [None] * (n_workers or 1)
+        return [None] * (n_workers or cpu_workers())
     n = n_workers or len(devices)
     return [devices[i % len(devices)] for i in range(n)]
 

@@ -52,7 +52,13 @@ def running_trial(cwd: Path, name: str):
 
 def test_plan_assigns_workers_to_devices(monkeypatch) -> None:
     monkeypatch.setattr(workers, "visible_gpus", lambda: [])  # a machine without a GPU, whatever this one has
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    assert plan(None, None) == [None, None]  # a worker process per core
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 64)
+    assert plan(None, None) == [None] * workers.AUTO_CPU_WORKERS  # up to 8
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
     assert plan(None, None) == [None]  # one worker, in process
+    assert plan(1, None) == [None]
     assert plan(3, None) == [None, None, None]
     with pytest.raises(ValueError, match=r"study\.n_workers"):
         plan(0, None)

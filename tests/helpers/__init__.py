@@ -38,10 +38,17 @@ def _env() -> dict[str, str]:
     return env
 
 
+def one_worker(args: tuple[str, ...]) -> list[str]:
+    """``args``, run by one worker in the command's own process unless they set ``study.n_workers``:
+    on a machine without GPUs the default is a worker process per core, which would make every test
+    study start its own workers."""
+    return [*args] if any(a.startswith("study.n_workers=") for a in args) else [*args, "study.n_workers=1"]
+
+
 def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m hybridsearch *args`` in ``cwd``, as a user would run it."""
+    """``python -m hybridsearch *args`` in ``cwd``, as a user would run it (one worker, :func:`one_worker`)."""
     return subprocess.run(
-        [sys.executable, "-m", "hybridsearch", *args],
+        [sys.executable, "-m", "hybridsearch", *one_worker(args)],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -53,7 +60,7 @@ def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Completed
 def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
     """The command line in the background, in its own process group (so a test can Ctrl-C it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "hybridsearch", *args],
+        [sys.executable, "-m", "hybridsearch", *one_worker(args)],
         cwd=cwd,
         env=_env(),
         stdout=subprocess.PIPE,
