@@ -47,6 +47,12 @@ PRUNERS = {  # name -> overrides
         "study.stop_folds=true",
         "study.trial_time_limit=30",
     ],
+    # the default since cb3767b: as the 2-worker row, a worker per core, without the tie rule
+    "the default: percentile, forgiving early stopping of CV, a worker per core": ["study.n_workers=null"],
+}
+# Every other row ran in one process, the CPU default before cb3767b, and keeps it.
+PRUNERS = {
+    k: v if any(o.startswith("study.n_workers=") for o in v) else [*v, "study.n_workers=1"] for k, v in PRUNERS.items()
 }
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {

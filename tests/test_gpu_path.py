@@ -70,8 +70,11 @@ def test_workers_per_gpu_must_be_auto_or_a_count(monkeypatch, bad) -> None:
 
 def test_no_gpu_means_cpu_workers(monkeypatch) -> None:
     gpus(monkeypatch, 0, "")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert plan(None, None) == [None] and plan(2, None) == [None, None]
     assert plan(None, None, "auto") == [None]  # workers_per_gpu counts only where there are GPUs
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert plan(None, None, "auto") == [None] * 4  # a worker per core, not per GPU
 
 
 def test_gpu_workers_get_a_share_of_the_cores(monkeypatch, tmp_path) -> None:
