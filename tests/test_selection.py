@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ITALY
+from helpers import ITALY, one_worker
 from hydra import compose, initialize_config_module
 
 from hybridsearch.config import register_configs
@@ -109,19 +109,21 @@ def run(root: Path, permute_test: bool, monkeypatch, *extra: str) -> dict:
     with initialize_config_module("hybridsearch.conf", version_base="1.3"):
         cfg = compose(
             "config",
-            overrides=[
-                *ITALY,
-                f"study.root={root}",
-                "study.name=honest",
-                "study.n_trials=4",
-                "trainer.max_epochs=3",
-                "study.ensemble=4",
-                "study.report=false",
-                "study.register=false",
-                "study.baseline=false",
-                "pruner=none",
-                *extra,
-            ],
+            overrides=one_worker(
+                (
+                    *ITALY,
+                    f"study.root={root}",
+                    "study.name=honest",
+                    "study.n_trials=4",
+                    "trainer.max_epochs=3",
+                    "study.ensemble=4",
+                    "study.report=false",
+                    "study.register=false",
+                    "study.baseline=false",
+                    "pruner=none",
+                    *extra,
+                )
+            ),
         )
     summary = run_study(cfg)
     import optuna
