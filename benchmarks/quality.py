@@ -122,6 +122,11 @@ def study_run(
     return log.get(key, measure, run=run)
 
 
+def one_process(overrides: list[str]) -> list[str]:
+    """``overrides`` run in one process, the CPU default before cb3767b, unless they set ``study.n_workers``."""
+    return overrides if any(o.startswith("study.n_workers=") for o in overrides) else [*overrides, "study.n_workers=1"]
+
+
 def cli(root: Path, name: str, dataset: str, seed: int, *extra: str) -> dict:
     """The default study's command line on study ``name`` in ``root``; its summary.json."""
     cmd = [

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quality import ROOT, RunLog, cli, markdown  # benchmarks/quality.py, beside this script
+from quality import ROOT, RunLog, cli, markdown, one_process  # benchmarks/quality.py, beside this script
 
 DEVELOPMENT = ["GunPoint", "ItalyPowerDemand", "BasicMotions", "PickupGestureWiimoteZ"]
 ABBREVIATIONS = {"feature_extractor": "fe", "parallel": "par", "cascade": "cas", "conv_gated": "cg"}  # the four hybrids
@@ -61,9 +61,7 @@ VARIANTS = {
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }
 # Every variant but the 2-worker one ran in one process, the CPU default before cb3767b, and keeps it.
-VARIANTS = {
-    k: v if any(o.startswith("study.n_workers=") for o in v) else [*v, "study.n_workers=1"] for k, v in VARIANTS.items()
-}
+VARIANTS = {k: one_process(v) for k, v in VARIANTS.items()}
 
 
 def study(

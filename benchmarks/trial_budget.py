@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from quality import ROOT, RunLog, cli, publish  # benchmarks/quality.py, beside this script
+from quality import ROOT, RunLog, cli, one_process, publish  # benchmarks/quality.py, beside this script
 
 SERIES, STEPS, CLASSES = 200, 500, 4
 SIXTY = ["trainer.max_epochs=60", "trainer.max_steps=-1"]  # the default before training by steps (58e6f6c)
@@ -51,9 +51,7 @@ PRUNERS = {  # name -> overrides
     "the default: percentile, forgiving early stopping of CV, a worker per core": ["study.n_workers=null"],
 }
 # Every other row ran in one process, the CPU default before cb3767b, and keeps it.
-PRUNERS = {
-    k: v if any(o.startswith("study.n_workers=") for o in v) else [*v, "study.n_workers=1"] for k, v in PRUNERS.items()
-}
+PRUNERS = {k: one_process(v) for k, v in PRUNERS.items()}
 # name -> key in runs.jsonl, for runs logged before training by steps; the last is shown, not run again
 LOGGED_AS = {
     "percentile, no trial time limit (795588d)": "percentile, steps, heard",
