@@ -1,7 +1,7 @@
 """hybridsearch: find the best hybrid CNN+LSTM model for your sequence data.
 
 The public names load on first use, so ``python -m hybridsearch`` checks its config before
-torch, Lightning, Optuna or MLflow are imported.
+Lightning and MLflow are imported (:mod:`hybridsearch.checks`).
 
 Example:
     >>> from hybridsearch import TOPOLOGIES, load_best

@@ -14,33 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 
 import lightning as L
 import optuna
 from lightning.pytorch.callbacks import Timer
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridsearch.errors import ConfigError
 from hybridsearch.ranking import ranked
 
 AFTER_SEARCH_S = 15.0  # scoring on test, registering the model, the report: about 10 s on 2 cores
-TRIAL_SHARE = 0.1  # study.trial_time_limit=auto: a tenth of study.timeout (auto-sklearn's default share)
-
-
-def trial_time_limit(setting: Any, timeout: float | None) -> float | None:
-    """``study.trial_time_limit``: seconds, or ``auto`` (a tenth of ``timeout``; no limit without
-    one), or None (no limit). A study of 10 minutes then spends at most a minute on one trial, so
-    that a large dataset's first trials cannot take the whole budget before the others are heard."""
-    if setting is None:
-        return None
-    if setting == "auto":
-        return None if timeout is None else TRIAL_SHARE * float(timeout)
-    if isinstance(setting, bool) or not isinstance(setting, int | float) or setting <= 0:
-        raise ConfigError(
-            f"study.trial_time_limit: must be 'auto', null or a positive number of seconds; got {setting!r}"
-        )
-    return float(setting)
 
 
 def chosen_epochs(trial: FrozenTrial, default: int = 1) -> int:

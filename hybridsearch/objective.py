@@ -94,9 +94,6 @@ class RecordDevice(L.Callback):
             self.trial.set_user_attr("gpu", os.environ["CUDA_VISIBLE_DEVICES"])
 
 
-EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
-
-
 def module_for(params: Mapping[str, Any], data: TaskData, *, max_epochs: int) -> HybridModule:
     """The LightningModule of a trial's parameters, with the scaling of ``data``'s training split;
     ``max_epochs`` sets its learning-rate schedule's length."""

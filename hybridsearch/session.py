@@ -16,20 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from hybridsearch.budget import SearchClock, TopologyShare, trial_time_limit
-from hybridsearch.config import data_config
-from hybridsearch.data import TaskData, prepare
-from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
+from hybridsearch.budget import SearchClock, TopologyShare
+from hybridsearch.checks import Checked, build, check, trial_time_limit
+from hybridsearch.data import TaskData
+from hybridsearch.errors import ConfigError
 from hybridsearch.layout import StudyLayout
-from hybridsearch.objective import EXTRA_OBJECTIVES, Objective
-from hybridsearch.search_space import Space, parse_space, sample
+from hybridsearch.objective import Objective
+from hybridsearch.search_space import Space
 from hybridsearch.storage import CachedPruner, open_storage
-from hybridsearch.tasks import TASKS
 from hybridsearch.tracking import Tracker
 
 # Per-trial chatter that says nothing about the user's study: data in memory needs no loader
@@ -68,83 +66,6 @@ def quiet_libraries() -> Iterator[None]:
         finally:
             for name, level in before.items():
                 loggers[name].setLevel(level)
-
-
-def _settings(cfg: DictConfig) -> tuple[str, str]:
-    """Check the study settings; return (metric, direction)."""
-    s = cfg.study
-    if s.n_trials is not None and s.n_trials < 0:
-        raise ConfigError(f"study.n_trials: must be 0 or more, got {s.n_trials}")
-    if s.timeout is not None and s.timeout <= 0:
-        raise ConfigError(f"study.timeout: must be a positive number of seconds or null, got {s.timeout}")
-    if not s.name or "/" in s.name:
-        raise ConfigError(f"study.name: must be a non-empty name without '/', got {s.name!r}")
-    trial_time_limit(s.trial_time_limit, s.timeout)  # one line naming the key if it is not valid
-    if s.final_fit not in ("bag", "refit"):
-        raise ConfigError(f"study.final_fit: must be 'bag' or 'refit', got {s.final_fit!r}")
-    if cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs: must be 1 or more, got {cfg.trainer.max_epochs}")
-    task = TASKS.get(cfg.data.task)
-    if task is None:
-        raise ConfigError(f"data.task: unknown task {cfg.data.task!r}; valid: {', '.join(TASKS)}")
-    metric, direction = task.metric, task.direction
-    metric = s.metric or metric
-    direction = s.direction or ("maximize" if metric.endswith(("acc", "r2")) else direction)
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError(f"study.direction: must be maximize or minimize, got {direction!r}")
-    for name in s.objectives:
-        if name not in EXTRA_OBJECTIVES:
-            raise ConfigError(f"study.objectives: unknown objective {name!r}; valid: {', '.join(EXTRA_OBJECTIVES)}")
-    return metric, direction
-
-
-def _instantiate(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
-    try:
-        return instantiate(cfg[key], **kwargs)
-    except Exception as err:
-        raise ConfigError(f"{key}: cannot build {cfg[key].get('_target_')!r}: {first_line(err)}") from None
-
-
-def _check_enqueue(cfg: DictConfig, space: Space) -> list[dict[str, Any]]:
-    """The ``study.enqueue`` designs that this search space can hold.
-
-    A design for a topology outside the search, or with a value outside a narrowed range, is
-    skipped: it is a head start, not a requirement. One that lacks a model parameter is an error;
-    a training option it lacks (one added to the space, such as ``augment``) is left to the sampler,
-    as Optuna does with the parameters an enqueued trial leaves out.
-    """
-    trials = []
-    specs = {p.name: p for p in space.params}
-    for i, params in enumerate(OmegaConf.to_container(cfg.study.enqueue, resolve=True) or []):
-        if params.get("topology") not in space.topologies:
-            continue
-        left_out = {p.name: p.choices[0] if p.type == "categorical" else p.low for p in space.training}
-        try:
-            with warnings.catch_warnings():  # "out of the range": checked below, and skipped, not an error
-                warnings.simplefilter("ignore", UserWarning)
-                sampled = sample(optuna.trial.FixedTrial({**left_out, **params}), space)
-        except (ValueError, KeyError) as err:
-            raise ConfigError(f"study.enqueue[{i}]: {first_line(err)}") from None
-        if all(
-            specs[name.rsplit("_", 1)[0] if name not in specs else name].contains(value)
-            for name, value in sampled.items()
-            if name != "topology"
-        ):
-            trials.append(params)
-    return trials
-
-
-def _check_data_space(space: Space, data: TaskData) -> None:
-    """A searched lookback needs a forecasting task, and every value of it must fit the series."""
-    for p in space.data:
-        if data.forecast is None:
-            raise SpaceError(f"space.data.{p.name}: only forecasting windows its data; remove it for {data.task}")
-        values = p.choices if p.type == "categorical" else (p.low, p.high)
-        for value in values:
-            try:
-                data.with_lookback(int(value))
-            except DataError as err:
-                raise SpaceError(f"space.data.{p.name}={value}: {err}") from None
 
 
 # What a resumed study must share with the one stored, and how a refusal names it. Trials scored on
@@ -277,7 +198,7 @@ class Session:
         n_before = len(self.study.trials)
         seed = cfg.study.seed
         seed_kwargs = {"seed": seed + n_before + 7919 * worker} if seed is not None and "seed" in cfg.sampler else {}
-        self.study.sampler = _instantiate(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
+        self.study.sampler = build(cfg, "sampler", **seed_kwargs)  # a resumed study continues, not repeats
         clock = SearchClock(deadline, cfg.study.ensemble, self.cv_folds, bag=cfg.study.final_fit == "bag")
         clock.update(self.study)
         timeout = None if deadline is None else max(0.0, clock.left())
@@ -305,44 +226,17 @@ class Session:
         )
 
 
-def open_session(cfg: DictConfig, *, create: bool = True) -> Session:
-    """Check everything a user can get wrong, then load the data and open storage and tracking.
-
-    Settings, search space, sampler, pruner and data are checked before the storage is touched.
+def open_session(cfg: DictConfig, *, create: bool = True, checked: Checked | None = None) -> Session:
+    """Check everything a user can get wrong (:func:`hybridsearch.checks.check`, unless ``checked``
+    says it was), then open storage and tracking: no storage is touched before the checks pass.
     ``create=False`` (a worker process) expects the study to exist.
     """
-    metric, direction = _settings(cfg)
-    space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
-    enqueue = _check_enqueue(cfg, space)
-    pruner = _instantiate(cfg, "pruner")
-    _instantiate(cfg, "sampler")
-    data_cfg = data_config(cfg.data)
-    data = prepare(data_cfg, seed=cfg.study.seed or 0)
-    cv_folds = resolve_cv_folds(data_cfg.cv_folds, data)
-    _check_data_space(space, data)
+    c = checked or check(cfg)
     storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
     if create:
-        study = _load_study(cfg, storage, data, metric, direction, cv_folds)
+        study = _load_study(cfg, storage, c.data, c.metric, c.direction, c.cv_folds)
     else:
         study = optuna.load_study(study_name=cfg.study.name, storage=storage)
-    study.pruner = CachedPruner(pruner)
-    return Session(cfg, space, data, metric, direction, study, tracker, enqueue, cv_folds)
-
-
-AUTO_CV = (5, 500)  # data.cv_folds=auto: 5 folds below 500 labelled training series
-
-
-def resolve_cv_folds(setting: Any, data: TaskData) -> int:
-    """``data.cv_folds``: a number of folds, or ``auto``: 5-fold cross-validation when training plus
-    validation data hold fewer than 500 series (a 20% split would then validate on fewer than 100,
-    a score too noisy to rank trials by), else the one validation split. Forecasting validates on
-    the latest part of the series, so always on one split."""
-    if setting == "auto":
-        k, below = AUTO_CV
-        return k if data.forecast is None and len(data.train) + len(data.val) < below else 1
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ConfigError(f"data.cv_folds: must be 'auto' or a whole number of 1 or more; got {setting!r}")
-    if setting > 1 and data.forecast is not None:
-        raise ConfigError(f"data.cv_folds: forecasting validates on its latest steps; use 1, not {setting}")
-    return setting
+    study.pruner = CachedPruner(c.pruner)
+    return Session(cfg, c.space, c.data, c.metric, c.direction, study, tracker, c.enqueue, c.cv_folds)

@@ -1,7 +1,8 @@
 """The orchestrator: open the session, run its workers, sum up. It imports downward only.
 
 python -m hybridsearch +study=timeseries  ->  __main__  ->  main  ->  run_study
-  session.open_session     check the config, load the data, open storage and tracking
+  checks.check             the settings, search space and data, before Lightning and MLflow load
+  session.open_session     open storage and tracking
   workers.plan / launch    one worker in this process, or worker processes (GPUs, CPU cores)
   results.summarize        the final model, its test scores, summary.json
   results.printout         what the command prints at the end
@@ -15,23 +16,24 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hybridsearch import LAUNCHED, interrupt, workers
-from hybridsearch.errors import command_line
+from hybridsearch.checks import Checked
 from hybridsearch.progress import Progress
 from hybridsearch.report import attach_report
 from hybridsearch.results import Summary, dashboard_note, printout, reference_baselines, reference_line, summarize
 from hybridsearch.session import open_session, quiet_libraries
 
 
-def run_study(cfg: DictConfig, *, started: float | None = None) -> Summary:
+def run_study(cfg: DictConfig, *, started: float | None = None, checked: Checked | None = None) -> Summary:
     """Run (or resume) the study that ``cfg`` describes and return its summary.
 
     ``study.n_trials`` more trials are added, by one worker in this process or by worker
     processes (several per GPU, or CPU workers sharing the cores) that pull trials from the study.
     ``study.timeout`` counts from ``started`` (default: now; the command line passes its launch).
+    ``checked``: what :func:`hybridsearch.checks.check` returned for ``cfg``, if it ran already.
     """
     started = time.time() if started is None else started
     with quiet_libraries():
-        session = open_session(cfg)
+        session = open_session(cfg, checked=checked)
         devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
         study, data, layout = session.study, session.data, session.layout
         n_before = len(study.trials)
@@ -96,8 +98,6 @@ def _opening_line(session: Any, n_before: int, devices: list[str | None]) -> str
     )
 
 
-@command_line
-def main(cfg: DictConfig) -> None:
-    """The command line's task: run the study, then print what it found. Inside Hydra's job, so
-    that bad input is reported here, in one line, rather than by Hydra's job runner."""
-    print(printout(run_study(cfg, started=LAUNCHED)))
+def main(cfg: DictConfig, checked: Checked | None = None) -> None:
+    """The command line's task (:mod:`hybridsearch.__main__`): run the study, then print what it found."""
+    print(printout(run_study(cfg, started=LAUNCHED, checked=checked)))

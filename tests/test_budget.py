@@ -6,7 +6,8 @@ import optuna
 import pytest
 from helpers import fcn_objective
 
-from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds, trial_time_limit
+from hybridsearch.budget import AFTER_SEARCH_S, OutOfTime, SearchClock, TopologyShare, refit_seconds
+from hybridsearch.checks import trial_time_limit
 from hybridsearch.errors import ConfigError
 
 TOPOLOGIES = ["feature_extractor", "parallel", "cascade", "conv_gated"]

@@ -453,7 +453,7 @@ def test_cv_folds_auto_cross_validates_small_training_sets_only() -> None:
 
     import numpy as np
 
-    from hybridsearch.session import resolve_cv_folds
+    from hybridsearch.checks import resolve_cv_folds
 
     small = load("GunPoint")  # 50 labelled series
     large = replace(small, train=small.train.take(np.arange(600) % len(small.train)))

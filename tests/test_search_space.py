@@ -188,8 +188,8 @@ def test_overrides_from_the_command_line_restrict_topologies_and_change_ranges()
 def test_enqueued_designs_outside_a_narrowed_space_are_skipped() -> None:
     from omegaconf import OmegaConf
 
+    from hybridsearch.checks import check_enqueue
     from hybridsearch.errors import ConfigError
-    from hybridsearch.session import _check_enqueue
 
     fcn = {
         "topology": "fcn",
@@ -204,18 +204,18 @@ def test_enqueued_designs_outside_a_narrowed_space_are_skipped() -> None:
     space = copy.deepcopy(DEFAULT)
     space["topology"] = ["fcn"]
     cfg = OmegaConf.create({"study": {"enqueue": [fcn]}})
-    assert _check_enqueue(cfg, parse_space(space)) == [fcn]
+    assert check_enqueue(cfg, parse_space(space)) == [fcn]
     space["model"]["conv_channels"]["high"] = 32  # 128 channels no longer fit
-    assert _check_enqueue(cfg, parse_space(space)) == []
+    assert check_enqueue(cfg, parse_space(space)) == []
     incomplete = OmegaConf.create({"study": {"enqueue": [{"topology": "fcn"}]}})
     with pytest.raises(ConfigError, match=r"study\.enqueue\[0\]"):
-        _check_enqueue(incomplete, parse_space(space))
+        check_enqueue(incomplete, parse_space(space))
 
 
 def test_an_enqueued_design_may_leave_out_an_added_training_option_which_the_sampler_then_picks() -> None:
     from omegaconf import OmegaConf
 
-    from hybridsearch.session import _check_enqueue
+    from hybridsearch.checks import check_enqueue
 
     space = {
         "topology": ["fcn"],
@@ -227,7 +227,7 @@ def test_an_enqueued_design_may_leave_out_an_added_training_option_which_the_sam
     }
     design = {"topology": "fcn", "lr": 1e-3}
     cfg = OmegaConf.create({"study": {"enqueue": [design]}})
-    assert _check_enqueue(cfg, parse_space(space)) == [design]
+    assert check_enqueue(cfg, parse_space(space)) == [design]
     study = optuna.create_study()
     study.enqueue_trial(design)
     trial = study.ask()

@@ -1,6 +1,8 @@
 """The package's shape: imports run one way, and every module says its concern in its docstring."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,14 @@ def test_models_know_nothing_of_the_search_machinery() -> None:
 def test_every_module_states_its_concern(path: Path) -> None:
     doc = ast.get_docstring(ast.parse(path.read_text()))
     assert doc and len(doc.splitlines()[0]) > 20, f"{path} has no docstring naming its concern"
+
+
+def test_the_config_checks_load_neither_lightning_nor_mlflow() -> None:
+    """Bad input ends before the training stack loads (ten seconds on 2 cores): what the checks
+    import, and what the package imports for ``python -m``, must stay clear of it."""
+    code = "import sys, hybridsearch.__main__, hybridsearch.checks\n"
+    code += "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(ast.literal_eval(out))
+    assert "torch" in loaded and "optuna" in loaded  # the checks build the space and the pruner
+    assert not loaded & {"lightning", "mlflow"}, loaded & {"lightning", "mlflow"}
