@@ -274,5 +274,9 @@ def load_best(
     ckpt = layout.best_checkpoint if path.is_dir() else path
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no best model here; has the study completed a trial?")
-    module = HybridModule.load_from_checkpoint(ckpt, map_location=map_location)
+    # Lightning's load_from_checkpoint, called on the class as it asks, through the function it
+    # wraps (``__func__``): the wrapper's check that it was not called on an instance walks the
+    # whole call stack with source lines (inspect.stack()): in a 2-trial GunPoint command, which
+    # loads 16 checkpoints (a bag loads one per fold), 1.19 s of its 22 s, against none this way.
+    module = HybridModule.load_from_checkpoint.__func__(HybridModule, ckpt, map_location=map_location)
     return module.eval()
