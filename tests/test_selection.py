@@ -93,10 +93,10 @@ def test_a_weighted_ensemble_loads_with_its_weights(tmp_path: Path) -> None:
 
 def run(root: Path, permute_test: bool, monkeypatch, *extra: str) -> dict:
     """A small study in this process; with ``permute_test`` the test labels are shuffled first."""
-    from hybridsearch import session
+    from hybridsearch import checks
     from hybridsearch.study import run_study
 
-    real = session.prepare
+    real = checks.prepare
 
     def prepare(cfg, *, seed):
         data = real(cfg, seed=seed)
@@ -104,7 +104,7 @@ def run(root: Path, permute_test: bool, monkeypatch, *extra: str) -> dict:
             data.test.y[:] = np.random.default_rng(1).permutation(data.test.y)
         return data
 
-    monkeypatch.setattr(session, "prepare", prepare)
+    monkeypatch.setattr(checks, "prepare", prepare)
     register_configs()
     with initialize_config_module("hybridsearch.conf", version_base="1.3"):
         cfg = compose(
