@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import ITALY, LEAN, run_cli, start_cli
+from helpers import ITALY, run_cli, start_cli
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -21,7 +21,7 @@ from hybridsearch.workers import plan
 
 pytestmark = pytest.mark.slow
 
-QUICK = [*ITALY, *LEAN, "pruner=none", "study.stop_folds=false"]  # every trial trains to the end
+QUICK = [*ITALY, "pruner=none", "study.stop_folds=false"]  # every trial trains to the end
 
 
 def load(cwd: Path, name: str) -> optuna.Study:

@@ -20,10 +20,6 @@ SMALL = ["space.model.conv_channels.high=32", "space.model.lstm_hidden.high=32"]
 ITALY = ["+study=timeseries", "data.name=ItalyPowerDemand", "study.timeout=null", *SMALL]
 # The shared tiny study (the tiny_study fixture runs it twice: the second run resumes).
 TINY = [*ITALY, "trainer.max_epochs=3", "study.n_trials=3", "study.name=tiny"]
-# What a test of the trial loop (workers, faults, storage) does not read: the MiniRocket reference,
-# the HTML report and the Model Registry (about 10 s of each command on 2 cores). The tests of those
-# run them.
-LEAN = ["study.baseline=false", "study.report=false", "study.register=false"]
 # A two-trial, two-epoch budget for studies of other tasks.
 QUICK = [*SMALL, "trainer.max_epochs=2", "study.n_trials=2"]
 
