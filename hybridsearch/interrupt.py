@@ -1,9 +1,13 @@
-"""Ctrl-C as a flag as well as an exception.
+"""Ctrl-C as a flag, raised where a trial can record it.
 
-A KeyboardInterrupt raised while the garbage collector runs a callback (SQLAlchemy registers some)
-is printed and dropped, and the study would go on. Inside :func:`catching` the handler also sets a
-flag; training checks it after every batch and the objective before every trial, so the interrupt
-arrives at the next ordinary line instead.
+Inside :func:`catching`, Ctrl-C sets a flag, and raises KeyboardInterrupt at once only inside
+:func:`raising` (the objective's body), where the trial is marked "interrupted". Elsewhere (Optuna
+creating the next trial and sampling it, telling the last one, the callbacks) it waits for the next
+check: one raised while ``study.ask()`` had created a trial but not returned it would leave that trial
+RUNNING for good, with neither a worker recorded on it nor a heartbeat to find it by. Training checks
+the flag after every batch, the objective before every trial, and :func:`stop_study` after every
+trial; that also covers a KeyboardInterrupt that the garbage collector dropped (SQLAlchemy registers
+callbacks there, and Python prints an exception raised in one and goes on).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 from collections.abc import Iterator
 
 _requested = threading.Event()
+_raising = threading.Event()
 
 
 def requested() -> bool:
@@ -22,23 +27,40 @@ def requested() -> bool:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C came and was lost on the way."""
+    """Raise KeyboardInterrupt if Ctrl-C came and has not been raised yet."""
     if _requested.is_set():
         raise KeyboardInterrupt
 
 
+def stop_study(study, trial) -> None:  # an Optuna callback: (study, frozen trial)
+    """Stop ``study.optimize`` after this trial if Ctrl-C came while Optuna itself was running."""
+    if _requested.is_set():
+        study.stop()
+
+
+@contextlib.contextmanager
+def raising() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt at once in this block (a no-op outside :func:`catching`)."""
+    _raising.set()
+    try:
+        yield
+    finally:
+        _raising.clear()
+
+
 @contextlib.contextmanager
 def catching() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual and sets the flag too, and the block ends with
-    KeyboardInterrupt if the flag is set; outside the main thread
-    (where no handler can be installed) it does nothing."""
+    """Ctrl-C sets the flag (and raises inside :func:`raising`), and the block ends with
+    KeyboardInterrupt if the flag is set; outside the main thread (where no handler can be
+    installed) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
         _requested.set()
-        raise KeyboardInterrupt
+        if _raising.is_set():
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -197,34 +197,35 @@ class Objective:
             if run_id and self.tracker:
                 self.tracker.end_trial(run_id, state, attrs=trial.user_attrs, reason=reason)
 
-        try:  # whatever stops the trial is recorded on it, Ctrl-C included
-            interrupt.check()
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            trial.set_user_attr("invocation", self.invocation)
-            params = sample(trial, self.space)
-            _, notes = model_arguments(params, self.data.for_trial(params).seq_len)
-            if notes:
-                trial.set_user_attr("adjustments", notes)
-            trial.set_user_attr("topology", params["topology"])
-            run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
-            if run_id:
-                trial.set_user_attr("mlflow_run_id", run_id)
-            value, attrs = self._train(trial, params, run_id)
-        except optuna.TrialPruned:
-            finish("PRUNED")
-            raise
-        except (KeyboardInterrupt, SystemExit):
-            trial.set_user_attr("fail_reason", "interrupted")
-            finish("FAIL", reason="interrupted")
-            raise KeyboardInterrupt from None  # optuna then marks the trial FAIL and stops
-        except Exception as err:
-            reason = one_line(err)
-            trial.set_user_attr("fail_reason", reason)
-            finish("FAIL", reason=reason)
-            raise
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        with interrupt.raising():  # Ctrl-C raises from here on, and the trial records it
+            try:  # whatever stops the trial is recorded on it, Ctrl-C included
+                interrupt.check()
+                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                trial.set_user_attr("invocation", self.invocation)
+                params = sample(trial, self.space)
+                _, notes = model_arguments(params, self.data.for_trial(params).seq_len)
+                if notes:
+                    trial.set_user_attr("adjustments", notes)
+                trial.set_user_attr("topology", params["topology"])
+                run_id = self.tracker.start_trial(trial.number, params) if self.tracker else None
+                if run_id:
+                    trial.set_user_attr("mlflow_run_id", run_id)
+                value, attrs = self._train(trial, params, run_id)
+            except optuna.TrialPruned:
+                finish("PRUNED")
+                raise
+            except (KeyboardInterrupt, SystemExit):
+                trial.set_user_attr("fail_reason", "interrupted")
+                finish("FAIL", reason="interrupted")
+                raise KeyboardInterrupt from None  # optuna then marks the trial FAIL and stops
+            except Exception as err:
+                reason = one_line(err)
+                trial.set_user_attr("fail_reason", reason)
+                finish("FAIL", reason=reason)
+                raise
+            finally:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
         if run_id and self.tracker:
             self.tracker.end_trial(run_id, "COMPLETE", attrs=attrs)
         return (value, *(float(attrs[name]) for name in self.objectives)) if self.objectives else value

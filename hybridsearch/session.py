@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from hybridsearch import interrupt
 from hybridsearch.budget import SearchClock, TopologyShare
 from hybridsearch.checks import Checked, build, check, trial_time_limit
 from hybridsearch.data import TaskData
@@ -220,7 +221,7 @@ class Session:
         self.study.optimize(
             objective,
             timeout=timeout,
-            callbacks=[clock, *stop, share, *callbacks],
+            callbacks=[clock, *stop, share, interrupt.stop_study, *callbacks],
             catch=(Exception,),
             gc_after_trial=False,
         )

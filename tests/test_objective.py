@@ -1,6 +1,8 @@
 """The objective's bookkeeping, driven through optuna's ask/tell and optimize with training stubbed out,
 plus one real two-epoch trial."""
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from helpers import load
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from hybridsearch import interrupt
 from hybridsearch.errors import ConfigError
 from hybridsearch.layout import StudyLayout
 from hybridsearch.objective import Objective
@@ -484,3 +487,34 @@ def test_a_bag_is_the_very_fold_models_whose_out_of_fold_predictions_scored_the_
         with torch.no_grad():
             logits = model(torch.from_numpy(pool.X[rows]))
         assert logits.numpy() == pytest.approx(oof.pred[rows], abs=1e-4)  # the same model, retrained
+
+
+class CtrlCWhileSampling(optuna.samplers.RandomSampler):
+    """Ctrl-C lands inside ``study.ask()``: the trial exists, its sampling is under way."""
+
+    def before_trial(self, study, trial):
+        super().before_trial(study, trial)
+        if trial.number == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_inside_optunas_ask_fails_the_new_trial_as_interrupted_and_stops(data, tracker, tmp_path, monkeypatch):
+    monkeypatch.setattr(Objective, "_train", lambda self, trial, params, run_id: (0.5, {"epochs": 1}))
+    study = optuna.create_study(direction="maximize", sampler=CtrlCWhileSampling(seed=0))
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        study.optimize(make_objective(data, tracker, tmp_path), n_trials=5, callbacks=[interrupt.stop_study])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]  # none left RUNNING
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted"
+
+
+def test_ctrl_c_after_a_trial_stops_the_study_before_the_next(data, tracker, tmp_path, monkeypatch):
+    monkeypatch.setattr(Objective, "_train", lambda self, trial, params, run_id: (0.5, {"epochs": 1}))
+
+    def ctrl_c(study, trial):  # Ctrl-C while Optuna runs the callbacks of trial 0
+        if trial.number == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        study.optimize(make_objective(data, tracker, tmp_path), n_trials=5, callbacks=[ctrl_c, interrupt.stop_study])
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
