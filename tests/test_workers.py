@@ -21,7 +21,8 @@ from hybridsearch.workers import plan
 
 pytestmark = pytest.mark.slow
 
-QUICK = [*ITALY, "pruner=none", "study.stop_folds=false"]  # every trial trains to the end
+# Every trial trains to the end, on two folds: these tests are about processes, not scores.
+QUICK = [*ITALY, "pruner=none", "study.stop_folds=false", "data.cv_folds=2"]
 
 
 def load(cwd: Path, name: str) -> optuna.Study:
