@@ -47,8 +47,9 @@ PRUNERS = {  # name -> overrides
         "study.stop_folds=true",
         "study.trial_time_limit=30",
     ],
-    # the default since cb3767b: as the 2-worker row, a worker per core, without the tie rule
-    "the default: percentile, forgiving early stopping of CV, a worker per core": ["study.n_workers=null"],
+    # the default since this row's commit: as the 2-worker row (a worker per core, cb3767b), and a
+    # topology's hearing is set against its own topology's best trial between folds
+    "the default: a worker per core, hearings stopped between folds within their topology": ["study.n_workers=null"],
 }
 # Every other row ran in one process, the CPU default before cb3767b, and keeps it.
 PRUNERS = {k: one_process(v) for k, v in PRUNERS.items()}
@@ -60,6 +61,10 @@ LOGGED_AS = {
     "percentile, 60 epochs": "percentile",
     "successive_halving, 60 epochs": "successive_halving",
     "sha-topology (each trial judged within its topology; not kept)": "sha-topology",
+    # the default from cb3767b: hearings trained all their folds
+    "a worker per core, hearings trained all folds (cb3767b)": (
+        "the default: percentile, forgiving early stopping of CV, a worker per core, steps, heard, trial time limit"
+    ),
     # where the best trial's worst fold had accuracy 1, a trial whose perfect folds so far lost more
     # than that fold was pruned too (10f2d73; not kept, reverted, so it cannot run again)
     "percentile, forgiving early stopping of CV, ties at accuracy 1 ranked by loss": (

@@ -110,7 +110,9 @@ class TopologyShare:
 
     A share of trials is not yet a hearing: the pruner judges every topology at the same early
     epochs, where those that learn fastest lead. So a trial of a topology that has fewer than
-    ``share`` of the complete trials (or none) trains to the end unpruned (:meth:`unheard`)."""
+    ``share`` of the complete trials (or none) is not pruned at the early epochs (:meth:`unheard`);
+    between its folds it is set against the best trial of its own topology, where there is one
+    (``Objective._stop_folds``), not against one that learns faster."""
 
     def __init__(self, topologies: Sequence[str], share: float, more: Callable[[optuna.Study], bool]) -> None:
         self.topologies, self.share, self.more = list(topologies), share, more

@@ -143,6 +143,7 @@ class Objective:
             "Don't Waste Your Time: Early Stopping Cross-Validation", AutoML 2024): after each fold
             but the last, a trial whose folds so far score worse than the best trial's worst fold
             is pruned, its attribute ``cv_stopped`` saying so: it would seldom have become the best.
+            A topology's hearing (``unheard``) is set against the best trial of its own topology.
     """
 
     def __init__(
@@ -302,8 +303,8 @@ class Objective:
                     max_epochs=epochs,
                     stop_early=i == 0,
                 )
-                if self.stop_folds and judge and not self.objectives and i < len(splits) - 1:
-                    self._stop_folds(trial, recorders, len(splits))
+                if self.stop_folds and not self.objectives and i < len(splits) - 1:
+                    self._stop_folds(trial, recorders, len(splits), None if judge else params["topology"])
             except optuna.TrialPruned:
                 trial.set_user_attr("epochs", sum(r.epochs for r in recorders))  # what the budget paid for it
                 raise
@@ -365,18 +366,23 @@ class Objective:
             trainer.save_checkpoint(paths[-1], weights_only=True)
         return paths
 
-    def _stop_folds(self, trial: optuna.Trial, folds: list[ValidationRecorder], k: int) -> None:
-        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold."""
-        best = best_trial(trial.study)
+    def _stop_folds(
+        self, trial: optuna.Trial, folds: list[ValidationRecorder], k: int, topology: str | None = None
+    ) -> None:
+        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold; with
+        ``topology`` (a hearing, :class:`~hybridsearch.budget.TopologyShare`), the best trial of that
+        topology's: a hearing is judged within its topology, never against one that learns faster."""
+        best = best_trial(trial.study, topology)
         bests = best.user_attrs.get("fold_values") if best else None
         if not bests:
             return
         bar = min(bests) if self.direction == "maximize" else max(bests)
         value = falls_short(folds, bar, self.direction)
         if value is not None:
+            whose = f"the best {topology} trial" if topology else "the best trial"
             reason = (
                 f"cross-validation stopped after {len(folds)} of {k} folds: {self.metric} {value:.4g} "
-                f"is worse than the worst fold of the best trial (#{best.number}), {bar:.4g}"
+                f"is worse than the worst fold of {whose} (#{best.number}), {bar:.4g}"
             )
             trial.set_user_attr("cv_stopped", reason)
             raise optuna.TrialPruned(reason)

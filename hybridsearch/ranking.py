@@ -44,15 +44,17 @@ def complete(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
 
 
-def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete trials, best first."""
+def ranked(study: optuna.Study, topology: str | None = None) -> list[FrozenTrial]:
+    """Complete trials (of ``topology`` only, if given), best first."""
     s = signs(study.directions)
-    return sorted(complete(study), key=lambda t: trial_key(t, s))
+    trials = [t for t in complete(study) if topology is None or t.params.get("topology") == topology]
+    return sorted(trials, key=lambda t: trial_key(t, s))
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, whose configuration becomes ``best.ckpt``; None before any completes."""
-    return next(iter(ranked(study)), None)
+def best_trial(study: optuna.Study, topology: str | None = None) -> FrozenTrial | None:
+    """The best complete trial (of ``topology``, if given), whose configuration becomes ``best.ckpt``;
+    None before any completes."""
+    return next(iter(ranked(study, topology)), None)
 
 
 def ranks_within(key: RankKey, others: Iterable[RankKey], top: int) -> bool:

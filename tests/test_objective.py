@@ -297,13 +297,18 @@ def test_successive_halving_counts_epochs_over_folds_and_may_stop_a_trial_in_a_l
 
 
 def test_stop_folds_prunes_a_trial_whose_folds_so_far_fall_below_the_best_trials_worst_fold(data, tracker, tmp_path):
-    def run(worst_fold_of_the_best: float, stop_folds: bool = True, unheard: bool = False) -> optuna.trial.FrozenTrial:
+    def run(
+        worst_fold_of_the_best: float, stop_folds: bool = True, unheard: bool = False, best_of: str = "parallel"
+    ) -> optuna.trial.FrozenTrial:
         objective = make_objective(data, tracker, tmp_path, cv_folds=3, stop_folds=stop_folds)
         objective.metric, objective.direction = "val_loss", "minimize"  # a loss is never 0: ranks certainly
         objective.unheard = lambda study, topology: unheard
         study = optuna.create_study(direction="minimize")
         best = {"fold_values": [0.0, worst_fold_of_the_best, 0.0], "val_loss": 0.0}
-        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs=best))
+        topology = {"topology": optuna.distributions.CategoricalDistribution(["parallel", "cascade"])}
+        study.add_trial(
+            optuna.trial.create_trial(value=0.0, user_attrs=best, params={"topology": best_of}, distributions=topology)
+        )
         study.enqueue_trial(CASCADE)
         study.optimize(objective, n_trials=1)
         return study.trials[-1]
@@ -315,7 +320,11 @@ def test_stop_folds_prunes_a_trial_whose_folds_so_far_fall_below_the_best_trials
     assert "best trial (#0), 0" in stopped.user_attrs["cv_stopped"]
     assert run(1e9).state.name == "COMPLETE"  # better than the best trial's worst fold: forgiven
     assert run(0.0, stop_folds=False).state.name == "COMPLETE"
-    assert run(0.0, unheard=True).state.name == "COMPLETE"  # a topology's hearing is never cut short
+    # a topology's hearing is set against its own topology only: none here
+    assert run(0.0, unheard=True).state.name == "COMPLETE"
+    heard_within = run(0.0, unheard=True, best_of="cascade")  # the trial is a cascade
+    assert heard_within.state.name == "PRUNED"
+    assert "best cascade trial (#0), 0" in heard_within.user_attrs["cv_stopped"]
 
 
 def test_folds_that_tie_the_bar_in_float32_do_not_fall_short():
