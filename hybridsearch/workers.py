@@ -189,8 +189,23 @@ def recover(study: optuna.Study, workers: set[str]) -> int:
     return n
 
 
+def stop_with_parent(every: float = 1.0) -> None:
+    """Ctrl-C this process once its parent, the command, is gone: killed outright (SIGKILL, a
+    scheduler's SIGTERM), it could not stop its workers, which would otherwise train on alone.
+    The running trial is then closed as interrupted, as a Ctrl-C closes it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # an orphan is adopted by another process
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     """A worker process: ``python -m hybridsearch.workers <config.yaml> <json args>``."""
+    stop_with_parent()
     config, raw = (argv or sys.argv[1:])[:2]
     args = json.loads(raw)
     cfg = OmegaConf.load(config)

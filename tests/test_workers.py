@@ -39,6 +39,17 @@ def wait_for(predicate, timeout: float = 120, every: float = 0.3):
     raise TimeoutError("condition not reached")
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running: one that has exited but is not yet reaped (a zombie) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # Linux: the state letter after the command's name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return True
+
+
 def running_trial(cwd: Path, name: str):
     if not (cwd / "studies" / "mlflow.db").exists():  # written after the study storage is set up
         return None
@@ -169,6 +180,25 @@ def test_a_killed_machine_is_caught_by_the_heartbeat_and_its_trial_retried(tmp_p
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == stale.params
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
+
+
+def test_workers_stop_when_the_command_is_killed_outright(tmp_path: Path) -> None:
+    proc = start_cli(
+        tmp_path,
+        *QUICK,
+        "study.name=orphans",
+        "study.n_workers=2",
+        "study.n_trials=50",
+        "trainer.max_epochs=40",
+        "~callbacks.early_stopping",
+    )
+    victim = wait_for(lambda: running_trial(tmp_path, "orphans"))
+    os.kill(proc.pid, signal.SIGKILL)  # the command alone, as a scheduler's kill or the OOM killer would
+    proc.wait()
+    worker = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    wait_for(lambda: not alive(worker), timeout=60)
+    closed = load(tmp_path, "orphans").trials[victim.number]
+    assert closed.state == TrialState.FAIL and closed.user_attrs["fail_reason"] == "interrupted"
 
 
 @pytest.mark.parametrize("n_workers", [1, 2])
