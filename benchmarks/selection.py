@@ -57,6 +57,9 @@ VARIANTS = {
     # and a tie with a best trial whose worst fold is perfect ranked by loss (10f2d73; not kept,
     # reverted: the code is gone, so this variant now runs the plain stop-folds default)
     "stop-folds+ties": [*STEPS, "study.stop_folds=true"],
+    # the default since 9ceab43: a worker per core, and a topology's hearing set against the best
+    # trial of its own topology between folds
+    "hearing-within": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }
