@@ -369,9 +369,10 @@ class Objective:
     def _stop_folds(
         self, trial: optuna.Trial, folds: list[ValidationRecorder], k: int, topology: str | None = None
     ) -> None:
-        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold; with
-        ``topology`` (a hearing, :class:`~hybridsearch.budget.TopologyShare`), the best trial of that
-        topology's: a hearing is judged within its topology, never against one that learns faster."""
+        """Prunes the trial if its ``folds`` so far score worse than the best trial's worst fold. With
+        ``topology`` (a hearing, :class:`~hybridsearch.budget.TopologyShare`) the bar is the worst fold
+        of that topology's best trial: a hearing is judged within its topology, never against one that
+        learns faster."""
         best = best_trial(trial.study, topology)
         bests = best.user_attrs.get("fold_values") if best else None
         if not bests:
