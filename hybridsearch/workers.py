@@ -55,8 +55,8 @@ CORES_PER_GPU_WORKER = 2
 # study.n_workers=null without a GPU: a worker per core, up to 8. One process leaves a core idle on
 # small models: on GunPoint 2 workers on 2 cores ran 2.31x the trials an hour of one process on both
 # (benchmarks/results/overhead-workers-GunPoint.txt), and a 10-minute study on 200 series x 500
-# steps finished 27 and 41 trials (seeds 0, 1) against 15-19 (benchmarks/results/trial-budget.md; 35, 50 and 43
-# at seeds 0-2 since 9ceab43).
+# steps finished 27 and 41 trials (seeds 0, 1) against 15-19 (benchmarks/results/trial-budget.md; 34 to 50
+# at seeds 0-4 since 9ceab43).
 # Out-of-fold scores on the development sets: the same on three, 0.007 lower on
 # PickupGestureWiimoteZ (selection-stop-folds+2-workers.md).
 AUTO_CPU_WORKERS = 8
