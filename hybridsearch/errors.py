@@ -3,20 +3,24 @@
 Every mistake a user can make (a setting, the search space, the data, the storage, the tracking
 server) raises a :class:`UserError` whose message is one line naming the key, file or value at
 fault. :func:`command_line` turns it, and Hydra's own composition errors, into ``error: <line>``
-on stderr and exit code 2; Ctrl-C becomes exit code 130 with a hint to resume. A trial's own
-failure is not a user error: :func:`one_line` records it on the trial and the study goes on.
+on stderr and exit code 2; Ctrl-C becomes exit code 130 (SIGTERM 143) with a hint to resume. A
+trial's own failure is not a user error: :func:`one_line` records it on the trial and the study goes on.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
+
+from hybridsearch import interrupt
 
 
 class UserError(ValueError):
@@ -78,12 +82,15 @@ R = TypeVar("R")
 def command_line(main: Callable[P, R]) -> Callable[P, R]:
     """The one way a command of hybridsearch fails: ``error: <one line>`` on stderr and exit code 2
     for bad input (a :class:`UserError`, a missing file, a config Hydra cannot compose); exit code
-    130 on Ctrl-C. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report with its stack trace."""
+    130 on Ctrl-C (143 on SIGTERM, taken as Ctrl-C). ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report
+    with its stack trace."""
 
     @functools.wraps(main)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         full = os.environ.get("HYDRA_FULL_ERROR") == "1"
         os.environ["HYDRA_FULL_ERROR"] = "1"  # makes Hydra raise instead of printing a report
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, interrupt.as_ctrl_c) for s in interrupt.SIGNALS} if main_thread else {}
         try:
             return main(*args, **kwargs)
         except (UserError, FileNotFoundError) as err:
@@ -94,7 +101,10 @@ def command_line(main: Callable[P, R]) -> Callable[P, R]:
             _fail(hydra_line(err))
         except KeyboardInterrupt:
             print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(interrupt.exit_code()) from None
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     return wrapper
 

@@ -1,4 +1,4 @@
-"""Ctrl-C as a flag, raised where a trial can record it.
+"""Ctrl-C (or SIGTERM, a scheduler's or ``kill``'s stop) as a flag, raised where a trial can record it.
 
 Inside :func:`catching`, Ctrl-C sets a flag, and raises KeyboardInterrupt at once only inside
 :func:`raising` (the objective's body), where the trial is marked "interrupted". Elsewhere (Optuna
@@ -7,7 +7,9 @@ check: one raised while ``study.ask()`` had created a trial but not returned it 
 RUNNING for good, with neither a worker recorded on it nor a heartbeat to find it by. Training checks
 the flag after every batch, the objective before every trial, and :func:`stop_study` after every
 trial; that also covers a KeyboardInterrupt that the garbage collector dropped (SQLAlchemy registers
-callbacks there, and Python prints an exception raised in one and goes on).
+callbacks there, and Python prints an exception raised in one and goes on). SIGTERM is taken as
+Ctrl-C, so a batch scheduler, ``docker stop`` or ``kill`` close the running trial the same way; the
+command then exits with 128 + the signal's number (:func:`exit_code`): 130, or 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,13 +19,32 @@ import signal
 import threading
 from collections.abc import Iterator
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested = threading.Event()
 _raising = threading.Event()
+_last = [signal.SIGINT]  # the last stop signal caught, for the exit code
 
 
 def requested() -> bool:
     """Whether Ctrl-C came while :func:`catching` was active."""
     return _requested.is_set()
+
+
+def exit_code() -> int:
+    """The shell's exit code for a command stopped by the last signal caught: 128 + its number."""
+    return 128 + int(_last[0])
+
+
+def remember(signum: int) -> None:
+    """Note a stop signal for :func:`exit_code`."""
+    _last[0] = signal.Signals(signum)
+
+
+def as_ctrl_c(signum: int, frame: object) -> None:
+    """The command's handler of SIGINT and SIGTERM outside :func:`catching`: Python's own for SIGINT
+    (raise KeyboardInterrupt), with the signal noted for the exit code."""
+    remember(signum)
+    raise KeyboardInterrupt
 
 
 def check() -> None:
@@ -58,14 +79,16 @@ def catching() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        remember(signum)
         _requested.set()
         if _raising.is_set():
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
         check()  # one that came after the last trial's training
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
         _requested.clear()

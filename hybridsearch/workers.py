@@ -131,19 +131,24 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
     # Ctrl-C sets a flag rather than raising here: a KeyboardInterrupt that lands inside a garbage
     # collector callback (SQLAlchemy has some) is printed and dropped, and the command would go on.
     interrupted = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+
+    def stop(signum: int, frame: object) -> None:
+        interrupt.remember(signum)
+        interrupted.set()
+
+    previous = {s: signal.signal(s, stop) for s in interrupt.SIGNALS}
     try:
         _watch(session.study, procs, progress, interrupted)
         if not interrupted.is_set():
             return
-        # They had the terminal's Ctrl-C too and are closing their trials: give them a moment (a
-        # second Ctrl-C only sets the flag again); one still running then (the signal came to this
-        # process alone) gets its own.
-        settle = time.monotonic() + 5.0
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=max(0.0, settle - time.monotonic()))
-        for p in procs:
+        if interrupt.exit_code() == 128 + signal.SIGINT:
+            # They had the terminal's Ctrl-C too and are closing their trials: give them a moment (a
+            # second Ctrl-C only sets the flag again). A SIGTERM came to this process alone.
+            settle = time.monotonic() + 5.0
+            for p in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=max(0.0, settle - time.monotonic()))
+        for p in procs:  # one still running gets its own
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         for p in procs:
@@ -153,7 +158,8 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
                 p.kill()
         recover(session.study, {worker_id(p.pid) for p in procs})
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
     raise KeyboardInterrupt
 
 
@@ -191,8 +197,8 @@ def recover(study: optuna.Study, workers: set[str]) -> int:
 
 
 def stop_with_parent(every: float = 1.0) -> None:
-    """Ctrl-C this process once its parent, the command, is gone: killed outright (SIGKILL, a
-    scheduler's SIGTERM), it could not stop its workers, which would otherwise train on alone.
+    """Ctrl-C this process once its parent, the command, is gone: killed outright (SIGKILL, the OOM
+    killer), it could not stop its workers, which would otherwise train on alone.
     The running trial is then closed as interrupted, as a Ctrl-C closes it."""
     parent = os.getppid()
 
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             with interrupt.catching():
                 session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
         except KeyboardInterrupt:
-            raise SystemExit(130) from None
+            raise SystemExit(interrupt.exit_code()) from None
 
 
 if __name__ == "__main__":

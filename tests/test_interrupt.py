@@ -1,4 +1,4 @@
-"""Ctrl-C that is dropped on its way (as inside a garbage-collector callback) still stops the study."""
+"""Ctrl-C (or SIGTERM) that is dropped on its way (as inside a garbage-collector callback) still stops the study."""
 
 import contextlib
 import os
@@ -41,3 +41,14 @@ def test_training_stops_after_the_batch_once_ctrl_c_was_dropped() -> None:
         callback.on_train_batch_end()  # nothing yet
         _ctrl_c_dropped()
         callback.on_train_batch_end()
+
+
+def test_sigterm_is_taken_as_ctrl_c_and_sets_the_exit_code() -> None:
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        os.kill(os.getpid(), signal.SIGTERM)  # outside `raising`: only the flag, as for Ctrl-C
+        assert interrupt.requested()
+    assert interrupt.exit_code() == 128 + signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        os.kill(os.getpid(), signal.SIGINT)
+    assert interrupt.exit_code() == 130
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored

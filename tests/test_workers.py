@@ -201,9 +201,25 @@ def test_workers_stop_when_the_command_is_killed_outright(tmp_path: Path) -> Non
     assert closed.state == TrialState.FAIL and closed.user_attrs["fail_reason"] == "interrupted"
 
 
-@pytest.mark.parametrize("n_workers", [1, 2])
-def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_workers: int) -> None:
-    args = [
+def _stop_midway(tmp_path: Path, args: list[str], sig: signal.Signals) -> optuna.Study:
+    """Start a study, send ``sig`` once a trial trains, and check that the command closed it."""
+    proc = start_cli(tmp_path, *args)
+    wait_for(lambda: running_trial(tmp_path, "stop"))
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # Ctrl-C in a terminal: the command and its workers
+    else:
+        os.kill(proc.pid, sig)  # a scheduler's, docker's or kill's stop: the command alone
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "run the same command again to resume" in err
+    study = load(tmp_path, "stop")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert [t for t in study.trials if t.user_attrs.get("fail_reason") == "interrupted"]
+    return study
+
+
+def _stop_args(n_workers: int) -> list[str]:
+    return [
         *QUICK,
         "study.name=stop",
         f"study.n_workers={n_workers}",
@@ -211,21 +227,21 @@ def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_w
         "trainer.max_epochs=40",
         "~callbacks.early_stopping",
     ]
-    proc = start_cli(tmp_path, *args)
-    wait_for(lambda: running_trial(tmp_path, "stop"))
-    os.killpg(proc.pid, signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
-    assert "run the same command again to resume" in err
-    study = load(tmp_path, "stop")
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    interrupted = [t for t in study.trials if t.user_attrs.get("fail_reason") == "interrupted"]
-    assert interrupted
-    before = len(study.trials)
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_workers: int) -> None:
+    args = _stop_args(n_workers)
+    before = len(_stop_midway(tmp_path, args, signal.SIGINT).trials)
     again = run_cli(tmp_path, *args[:-3], "study.n_trials=2", "trainer.max_epochs=2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(load(tmp_path, "stop").trials) >= before + 2
     assert f"{before} earlier trial(s)" in again.stdout
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_sigterm_to_the_command_alone_stops_it_as_ctrl_c_does(tmp_path: Path, n_workers: int) -> None:
+    _stop_midway(tmp_path, _stop_args(n_workers), signal.SIGTERM)
 
 
 def test_failing_trials_are_recorded_with_their_reason_and_counted_in_the_summary(tmp_path: Path) -> None:
