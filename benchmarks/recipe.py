@@ -50,7 +50,8 @@ CONV_GATED = [
      "dropout": 0.2, "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16}
     for p, f in ((16, 4), (32, 4), (8, 2))
 ]  # fmt: skip
-VARIANTS["ConvLSTM, gates normalised"] = STEPS
+CONVLSTM = "ConvLSTM, gates normalised"
+VARIANTS[CONVLSTM] = STEPS
 # The LSTM branch of the enqueued LSTM-FCN design, alone (the paper's dimension shuffle is the
 # "before" row's): reading the series in time order, raw or in windows of ``lstm_patch`` steps.
 DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel design
