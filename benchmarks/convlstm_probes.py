@@ -8,7 +8,10 @@ one change at a time to :class:`hybridsearch.models.topologies.ConvGated`. Test 
 - ``as-is``: the model as shipped (the last valid state, averaged over its positions, feeds the head);
 - ``mean-readout``: the state averaged over the valid steps instead of the last one;
 - ``forget-bias-1``: the forget gate's bias starts at 1 (Keras' ``unit_forget_bias``, the default
-  of the Keras ConvLSTM that literature code uses; Jozefowicz et al. 2015).
+  of the Keras ConvLSTM that literature code uses; Jozefowicz et al. 2015);
+- ``bidirectional``: a second ConvLSTM reads each series' windows backwards, as the other hybrids'
+  ``bidirectional`` LSTMs do; the head reads both last states (so a gesture's start is not
+  only what survived the whole forward pass).
 
 A probe is a patch of the model for this process only; a change worth keeping goes into the
 model and the search space. Rows are appended to ``<out>/convlstm-probes.jsonl`` and reused; the
@@ -25,9 +28,10 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from hybridsearch.models import topologies
-from hybridsearch.models.blocks import time_mask
+from hybridsearch.models.blocks import Head, time_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +63,56 @@ def forget_bias_1() -> None:
     topologies.ConvLSTMLayer.__init__ = patched
 
 
-PROBES = {"as-is": lambda: None, "mean-readout": mean_readout, "forget-bias-1": forget_bias_1}
+def flip_valid(seq: torch.Tensor, n_valid: torch.Tensor | None) -> torch.Tensor:
+    """Reverse (B, N, ...) along N within each series' valid steps (padding stays at the end)."""
+    B, N = seq.shape[:2]
+    if n_valid is None:
+        return seq.flip(1)
+    t = torch.arange(N, device=seq.device)[None, :]
+    idx = torch.where(t < n_valid[:, None], n_valid[:, None] - 1 - t, t)  # (B, N)
+    return seq.gather(1, idx.view(B, N, *([1] * (seq.dim() - 2))).expand_as(seq))
+
+
+def bidirectional() -> None:
+    init = topologies.ConvGated.__init__
+
+    def patched(self, in_channels, n_outputs, seq_len, **kw):
+        init(self, in_channels, n_outputs, seq_len, **kw)
+        layers, hidden = len(self.layers), self.layers[0].hidden
+        kernel, norm = self.layers[0].input_conv.kernel_size[0], not isinstance(self.layers[0].input_norm, nn.Identity)
+        sizes = [self.layers[0].input_conv.in_channels] + [2 * hidden] * layers
+        make = topologies.ConvLSTMLayer
+        self.layers = nn.ModuleList(make(sizes[i], hidden, kernel, norm) for i in range(layers))
+        self.backward_layers = nn.ModuleList(make(sizes[i], hidden, kernel, norm) for i in range(layers))
+        self.head = Head(
+            2 * hidden,
+            self.head.out_shape if len(self.head.out_shape) > 1 else self.head.out_shape[0],
+            kw.get("dropout", 0.0),
+        )
+
+    def forward(self, x, lengths=None):
+        seq, n_valid = topologies.windows(x, lengths, self.patch_len, self.patch_len)
+        B, N, C, P = seq.shape
+        f = self.fold
+        seq = seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f)
+        for fwd, bwd in zip(self.layers, self.backward_layers, strict=True):
+            back = flip_valid(bwd(flip_valid(seq, n_valid), n_valid), n_valid)
+            last_back = back[:, 0]  # the backward pass ends at each series' first window
+            seq = torch.cat([fwd(seq, n_valid), back], dim=2)  # (B, N, 2H, P)
+        H = seq.shape[2] // 2
+        last = torch.cat([seq[:, -1, :H], last_back], dim=1)  # (B, 2H, P)
+        return self.head(last.mean(dim=-1))
+
+    topologies.ConvGated.__init__ = patched
+    topologies.ConvGated.forward = forward
+
+
+PROBES = {
+    "as-is": lambda: None,
+    "mean-readout": mean_readout,
+    "forget-bias-1": forget_bias_1,
+    "bidirectional": bidirectional,
+}
 
 
 def table(rows: list[dict]) -> str:
