@@ -21,6 +21,7 @@ table goes to ``<out>/convlstm-probes.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -76,6 +77,7 @@ def flip_valid(seq: torch.Tensor, n_valid: torch.Tensor | None) -> torch.Tensor:
 def bidirectional() -> None:
     init = topologies.ConvGated.__init__
 
+    @functools.wraps(init)  # the search space reads the constructor's parameters
     def patched(self, in_channels, n_outputs, seq_len, **kw):
         init(self, in_channels, n_outputs, seq_len, **kw)
         layers, hidden = len(self.layers), self.layers[0].hidden

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -89,10 +87,9 @@ def command_line(main: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         full = os.environ.get("HYDRA_FULL_ERROR") == "1"
         os.environ["HYDRA_FULL_ERROR"] = "1"  # makes Hydra raise instead of printing a report
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, interrupt.as_ctrl_c) for s in interrupt.SIGNALS} if main_thread else {}
         try:
-            return main(*args, **kwargs)
+            with interrupt.handled_by(interrupt.as_ctrl_c):
+                return main(*args, **kwargs)
         except (UserError, FileNotFoundError) as err:
             _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
         except (HydraException, OmegaConfBaseException) as err:
@@ -102,9 +99,6 @@ def command_line(main: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
             raise SystemExit(interrupt.exit_code()) from None
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     return wrapper
 

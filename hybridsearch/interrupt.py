@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested = threading.Event()
@@ -60,6 +61,21 @@ def stop_study(study, trial) -> None:  # an Optuna callback: (study, frozen tria
 
 
 @contextlib.contextmanager
+def handled_by(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` in this block, and to their earlier handlers after it
+    (a no-op outside the main thread, where no handler can be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
 def raising() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt at once in this block (a no-op outside :func:`catching`)."""
     _raising.set()
@@ -74,9 +90,6 @@ def catching() -> Iterator[None]:
     """Ctrl-C sets the flag (and raises inside :func:`raising`), and the block ends with
     KeyboardInterrupt if the flag is set; outside the main thread (where no handler can be
     installed) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: object) -> None:
         remember(signum)
@@ -84,11 +97,9 @@ def catching() -> Iterator[None]:
         if _raising.is_set():
             raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
-        yield
-        check()  # one that came after the last trial's training
+        with handled_by(handler):
+            yield
+            check()  # one that came after the last trial's training
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
         _requested.clear()

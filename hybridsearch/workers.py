@@ -136,8 +136,7 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
         interrupt.remember(signum)
         interrupted.set()
 
-    previous = {s: signal.signal(s, stop) for s in interrupt.SIGNALS}
-    try:
+    with interrupt.handled_by(stop):
         _watch(session.study, procs, progress, interrupted)
         if not interrupted.is_set():
             return
@@ -157,9 +156,6 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
             except subprocess.TimeoutExpired:
                 p.kill()
         recover(session.study, {worker_id(p.pid) for p in procs})
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
     raise KeyboardInterrupt
 
 
