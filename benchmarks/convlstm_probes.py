@@ -39,10 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def mean_readout() -> None:
     def forward(self, x, lengths=None):
-        seq, n_valid = topologies.windows(x, lengths, self.patch_len, self.patch_len)
-        B, N, C, P = seq.shape
-        f = self.fold
-        seq = seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f)
+        seq, n_valid = self.steps(x, lengths)
+        B, N = seq.shape[:2]
         for layer in self.layers:
             seq = layer(seq, n_valid)
         steps = seq.mean(dim=-1)  # (B, N, H)
@@ -93,10 +91,7 @@ def bidirectional() -> None:
         )
 
     def forward(self, x, lengths=None):
-        seq, n_valid = topologies.windows(x, lengths, self.patch_len, self.patch_len)
-        B, N, C, P = seq.shape
-        f = self.fold
-        seq = seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f)
+        seq, n_valid = self.steps(x, lengths)
         for fwd, bwd in zip(self.layers, self.backward_layers, strict=True):
             back = flip_valid(bwd(flip_valid(seq, n_valid), n_valid), n_valid)
             last_back = back[:, 0]  # the backward pass ends at each series' first window

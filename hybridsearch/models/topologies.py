@@ -272,11 +272,15 @@ class ConvGated(nn.Module):
         )
         self.head = Head(lstm_hidden, n_outputs, dropout)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def steps(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, C, T) -> the recurrence's input (B, N, C * fold, patch_len / fold), with each series' steps."""
         seq, n_valid = windows(x, lengths, self.patch_len, self.patch_len)  # (B, N, C, P)
         B, N, C, P = seq.shape
         f = self.fold
-        seq = seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f)  # (B, N, C*f, P/f)
+        return seq.reshape(B, N, C, P // f, f).transpose(3, 4).reshape(B, N, C * f, P // f), n_valid
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        seq, n_valid = self.steps(x, lengths)  # (B, N, C*f, P/f)
         for layer in self.layers:
             seq = layer(seq, n_valid)  # (B, N, H, P)
         last = seq[:, -1]  # a finished series carried its last valid state to the end
