@@ -60,6 +60,9 @@ VARIANTS = {
     # the default since 9ceab43: a worker per core, and a topology's hearing set against the best
     # trial of its own topology between folds
     "hearing-within": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
+    # and a known-good design enqueued for each of the four hybrids, not only LSTM-FCN and the
+    # cascade: the LRCN and ConvLSTM of recipe.py with the best out-of-fold score (the default since)
+    "four-designs": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }

@@ -134,8 +134,16 @@ def finished(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
     )
 
 
+def claimed(trials: list[optuna.trial.FrozenTrial], invocation: str) -> int:
+    """Trials of one invocation that are :func:`finished` or running: a worker starts another only
+    while these are fewer than ``study.n_trials``, so another worker's running trial is not run twice."""
+    running = sum(t.user_attrs.get("invocation") == invocation and t.state == TrialState.RUNNING for t in trials)
+    return finished(trials, invocation) + running
+
+
 class StopAt:
-    """Stops a worker once its invocation has finished ``n_trials``, whichever of its workers ran them.
+    """Stops a worker once its invocation has ``n_trials`` finished or running (:func:`claimed`),
+    whichever of its workers ran them.
 
     Commands run on other machines against the same study add their own ``n_trials`` each.
     """
@@ -144,7 +152,7 @@ class StopAt:
         self.n_trials, self.invocation = n_trials, invocation
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished(study.get_trials(deepcopy=False), self.invocation) >= self.n_trials:
+        if claimed(study.get_trials(deepcopy=False), self.invocation) >= self.n_trials:
             study.stop()
 
 
@@ -204,13 +212,13 @@ class Session:
         clock.update(self.study)
         timeout = None if deadline is None else max(0.0, clock.left())
         stop = [StopAt(n_trials, self.invocation)] if n_trials is not None else []
-        if n_trials is not None and finished(self.study.trials, self.invocation) >= n_trials:
+        if n_trials is not None and claimed(self.study.trials, self.invocation) >= n_trials:
             return
         if timeout == 0.0:
             return
 
         def more(study: optuna.Study) -> bool:  # whether this command starts another trial
-            done = n_trials is not None and finished(study.get_trials(deepcopy=False), self.invocation) >= n_trials
+            done = n_trials is not None and claimed(study.get_trials(deepcopy=False), self.invocation) >= n_trials
             return not done and clock.left() > 0
 
         share = TopologyShare(self.space.topologies, cfg.study.topology_share, more)

@@ -35,6 +35,8 @@ def run_study(cfg: DictConfig, *, started: float | None = None, checked: Checked
     with quiet_libraries():
         session = open_session(cfg, checked=checked)
         devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
+        if cfg.study.n_trials is not None:  # no more workers than trials: each starts one at once
+            devices = devices[: max(1, cfg.study.n_trials)]
         study, data, layout = session.study, session.data, session.layout
         n_before = len(study.trials)
         if n_before == 0:

@@ -21,7 +21,7 @@ from hybridsearch.objective import Objective
 from hybridsearch.oof import OutOfFold
 from hybridsearch.progress import Progress
 from hybridsearch.search_space import parse_space
-from hybridsearch.session import StopAt, _load_study, finished
+from hybridsearch.session import StopAt, _load_study, claimed, finished
 from hybridsearch.tracking import Tracker
 
 SPACE = parse_space(yaml.safe_load((Path(__file__).parents[1] / "conf" / "space" / "default.yaml").read_text()))
@@ -188,6 +188,25 @@ def test_stop_at_counts_only_this_invocations_finished_trials():
     study.stop = lambda: stopped.append(True)
     stop(study, study.trials[-1])
     assert stopped
+
+
+def test_stop_at_counts_another_workers_running_trial_so_n_trials_is_not_overrun():
+    study = optuna.create_study()
+    stop = StopAt(3, "mine")
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    for _ in range(2):
+        done = study.ask()
+        done.set_user_attr("invocation", "mine")
+        study.tell(done, 0.5)
+    stop(study, study.trials[-1])
+    assert not stopped and claimed(study.trials, "mine") == 2  # a third trial may start
+    running = study.ask()  # another worker's trial, still training
+    assert claimed(study.trials, "mine") == 2  # not this invocation's until the objective marks it
+    running.set_user_attr("invocation", "mine")
+    assert finished(study.trials, "mine") == 2 and claimed(study.trials, "mine") == 3
+    stop(study, study.trials[-2])
+    assert stopped  # the running trial is the third: no fourth starts
 
 
 def test_resuming_refuses_a_study_of_other_data(data, tmp_path):
