@@ -50,6 +50,9 @@ PRUNERS = {  # name -> overrides
     # the default since this row's commit: as the 2-worker row (a worker per core, cb3767b), and a
     # topology's hearing is set against its own topology's best trial between folds
     "the default: a worker per core, hearings stopped between folds within their topology": ["study.n_workers=null"],
+    # the default since this row's commit: as the row above, with a known-good LRCN and ConvLSTM
+    # enqueued beside the LSTM-FCN and the cascade
+    "the default: a known-good design of each hybrid enqueued": ["study.n_workers=null"],
 }
 # Every other row ran in one process, the CPU default before cb3767b, and keeps it.
 PRUNERS = {k: one_process(v) for k, v in PRUNERS.items()}
