@@ -86,6 +86,23 @@ def raising() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Ctrl-C inside :func:`raising` waits for the end of this block, then raises: for a write to a
+    database, which a KeyboardInterrupt midway can leave holding SQLite's lock while the interrupted
+    frames live on in the traceback (the study's last write then fails with "database is locked").
+    Also a decorator."""
+    was_raising = _raising.is_set()
+    _raising.clear()
+    try:
+        yield
+    finally:
+        if was_raising:
+            _raising.set()
+    if was_raising:
+        check()
+
+
+@contextlib.contextmanager
 def catching() -> Iterator[None]:
     """Ctrl-C sets the flag (and raises inside :func:`raising`), and the block ends with
     KeyboardInterrupt if the flag is set; outside the main thread (where no handler can be

@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from hybridsearch import interrupt
 from hybridsearch.errors import TrackingError, first_line
 
 # MLflow run status for each final Optuna trial state.
@@ -45,7 +46,8 @@ def _check_server(uri: str, timeout_s: float = 10.0) -> None:
 
 
 class Tracker:
-    """MLflow bookkeeping of one study invocation.
+    """MLflow bookkeeping of one study invocation. A Ctrl-C waits for the end of each write
+    (:func:`hybridsearch.interrupt.deferred`).
 
     Args:
         uri: tracking URI (``sqlite:///...`` or ``http://host:port``).
@@ -77,16 +79,19 @@ class Tracker:
                 raise
             return self.client.get_experiment_by_name(name).experiment_id  # another machine made it first
 
+    @interrupt.deferred()
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
         self.parent_run_id = run.info.run_id
         self.client.log_batch(self.parent_run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return self.parent_run_id
 
+    @interrupt.deferred()
     def end_parent(self, status: str = "FINISHED") -> None:
         if self.parent_run_id:
             self.client.set_terminated(self.parent_run_id, status=status)
 
+    @interrupt.deferred()
     def start_trial(self, number: int, params: Mapping[str, Any]) -> str:
         tags = {MLFLOW_RUN_NAME: f"trial-{number}", "trial_number": str(number), "state": "RUNNING"}
         if self.parent_run_id:
@@ -95,6 +100,7 @@ class Tracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
+    @interrupt.deferred()
     def end_trial(
         self, run_id: str, state: str, *, attrs: Mapping[str, Any] | None = None, reason: str | None = None
     ) -> None:
@@ -104,13 +110,16 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status=RUN_STATUS.get(state, "FAILED"))
 
+    @interrupt.deferred()
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
+    @interrupt.deferred()
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
+    @interrupt.deferred()
     def register_model(self, module: Any, name: str, example: Any) -> str | None:
         """Log the final model to the parent run and register it as ``name``; returns its version.
 
@@ -139,6 +148,7 @@ class Tracker:
             )
         return None if info.registered_model_version is None else str(info.registered_model_version)
 
+    @interrupt.deferred()
     def log_folder(self, run_id: str, folder: Path, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
 
@@ -167,6 +177,7 @@ class EpochMetrics(L.Callback):
         if time.monotonic() - self.last_flush > self.flush_every_s:
             self.flush()
 
+    @interrupt.deferred()
     def flush(self) -> None:
         for i in range(0, len(self.buffer), 1000):  # MLflow's batch limit
             self.tracker.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])

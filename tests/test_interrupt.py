@@ -52,3 +52,19 @@ def test_sigterm_is_taken_as_ctrl_c_and_sets_the_exit_code() -> None:
         os.kill(os.getpid(), signal.SIGINT)
     assert interrupt.exit_code() == 130
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_ctrl_c_during_a_deferred_write_raises_after_it_and_only_inside_raising() -> None:
+    written = []
+    with pytest.raises(KeyboardInterrupt), interrupt.catching(), interrupt.raising():
+        with pytest.raises(KeyboardInterrupt), interrupt.deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # would raise here, midway through the write
+            written.append("the rest of the write")
+        assert written == ["the rest of the write"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # raising is back on after the block
+    with pytest.raises(KeyboardInterrupt), interrupt.catching():
+        with interrupt.deferred():  # outside raising: only the flag, before and after
+            os.kill(os.getpid(), signal.SIGINT)
+        written.append("went on after the block")
+    assert written[-1] == "went on after the block"
