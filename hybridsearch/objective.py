@@ -76,7 +76,8 @@ class Pruning(PyTorchLightningPruningCallback):
             self.best = value
         elif not decides:
             return
-        self._trial.report(value, step=epoch)
+        with interrupt.deferred():  # a write to the study's database, as the Tracker's are
+            self._trial.report(value, step=epoch)
         if decides and self.judge and self._trial.should_prune():
             raise optuna.TrialPruned(f"Trial was pruned at epoch {epoch}.")
 
