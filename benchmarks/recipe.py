@@ -68,6 +68,17 @@ DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel des
     "LSTM-FCN, LSTM on raw steps": {"dimension_shuffle": False, "lstm_patch": 1},
     "LSTM-FCN, LSTM on windows of 8 steps": {"dimension_shuffle": False, "lstm_patch": 8},
 }
+# The four enqueued designs as a 10-minute study trains them: study.trial_time_limit=auto gives a
+# trial 60 s over its 5 folds, on one thread (a worker per core on this 2-core machine). Run with
+# OMP_NUM_THREADS=1. Name -> (seconds, changes to every enqueued design).
+TRIAL_LIMIT = 60.0
+LIMITED: dict[str, dict[str, object]] = {
+    "enqueued, 60 s a trial": {},
+    "enqueued, 60 s a trial, batches of 8": {"batch_size": 8},
+    "enqueued, 60 s a trial, learning rate 0.003": {"lr": 0.003},
+}
+VARIANTS.update(dict.fromkeys(LIMITED, STEPS))
+VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 
 
 def measure(dataset: str, variant: str, seed: int) -> list[dict]:
@@ -97,11 +108,15 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
         designs = [dict(d) for d in FIXED.get(variant, cfg.study.enqueue)]
         if variant in DESIGNS:
             designs = [{**d, **DESIGNS[variant]} for d in designs if d["topology"] == "parallel"]
+        designs = [{**d, **LIMITED.get(variant, {})} for d in designs]
+        objective = session.objective()
+        if variant in LIMITED:  # as the study's first trials: time-limited, heard unpruned
+            objective.time_limit, objective.unheard = TRIAL_LIMIT, lambda study, topology: True
         rows = []
         for design in designs:
             session.study.enqueue_trial({**design, **extra})
             start = time.perf_counter()
-            session.study.optimize(session.objective(), n_trials=1, catch=(Exception,))
+            session.study.optimize(objective, n_trials=1, catch=(Exception,))
             t = session.study.trials[-1]
             assert all(t.params.get(k) == v for k, v in extra.items()), (t.params, extra)  # the option was applied
             rows.append(
