@@ -188,7 +188,9 @@ def main() -> None:
         "as PickupGestureWiimoteZ. The LSTM-FCN rows train that design alone, its LSTM reading the series\n"
         "in time order (the before row's LSTM-FCN reads it transposed, the paper's dimension shuffle).\n"
         "The ConvLSTM and LRCN rows train three fixed designs of that topology (windows of 16, 32 and 8\n"
-        "steps) instead.\n\n"
+        'steps) instead. The "enqueued, 60 s a trial" rows train the study\'s four enqueued designs as a\n'
+        "10-minute study's first trials: 60 s over the 5 folds (study.trial_time_limit=auto), unpruned,\n"
+        "one thread each (OMP_NUM_THREADS=1, a worker per core on 2 cores).\n\n"
         + table(rows, [*VARIANTS, *DESIGNS])  # every variant logged, not only this run's
         + "\n"
     )
