@@ -77,6 +77,10 @@ LIMITED: dict[str, dict[str, object]] = {
     "enqueued, 60 s a trial, batches of 8": {"batch_size": 8},
     "enqueued, 60 s a trial, learning rate 0.003": {"lr": 0.003},
 }
+# and the three LRCN and ConvLSTM windows so, in batches of 8 (the enqueued designs' since 29e8968)
+LIMITED_WINDOWS = {f"{name}, 60 s a trial, batches of 8": designs for name, designs in FIXED.items()}
+LIMITED.update({name: {"batch_size": 8} for name in LIMITED_WINDOWS})
+FIXED.update(LIMITED_WINDOWS)
 VARIANTS.update(dict.fromkeys(LIMITED, STEPS))
 VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 
@@ -190,7 +194,8 @@ def main() -> None:
         "The ConvLSTM and LRCN rows train three fixed designs of that topology (windows of 16, 32 and 8\n"
         'steps) instead. The "enqueued, 60 s a trial" rows train the study\'s four enqueued designs as a\n'
         "10-minute study's first trials: 60 s over the 5 folds (study.trial_time_limit=auto), unpruned,\n"
-        "one thread each (OMP_NUM_THREADS=1, a worker per core on 2 cores).\n\n"
+        "one thread each (OMP_NUM_THREADS=1, a worker per core on 2 cores); the ConvLSTM and LRCN rows\n"
+        'with "60 s a trial" train their three windows so, in batches of 8.\n\n'
         + table(rows, [*VARIANTS, *DESIGNS])  # every variant logged, not only this run's
         + "\n"
     )
