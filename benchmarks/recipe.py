@@ -70,7 +70,7 @@ DESIGNS: dict[str, dict[str, object]] = {  # name -> changes to the parallel des
 }
 # The four enqueued designs as a 10-minute study trains them: study.trial_time_limit=auto gives a
 # trial 60 s over its 5 folds, on one thread (a worker per core on this 2-core machine). Run with
-# OMP_NUM_THREADS=1. Name -> (seconds, changes to every enqueued design).
+# OMP_NUM_THREADS=1. Name -> changes to every design it trains.
 TRIAL_LIMIT = 60.0
 LIMITED: dict[str, dict[str, object]] = {
     "enqueued, 60 s a trial": {},
@@ -82,6 +82,7 @@ LIMITED_WINDOWS = {f"{name}, 60 s a trial, batches of 8": designs for name, desi
 LIMITED.update({name: {"batch_size": 8} for name in LIMITED_WINDOWS})
 FIXED.update(LIMITED_WINDOWS)
 VARIANTS.update(dict.fromkeys(LIMITED, STEPS))
+# 8 was not yet among the searched batch sizes when this variant ran
 VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 
 
