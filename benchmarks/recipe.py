@@ -4,9 +4,10 @@ training splits of the development datasets. Test splits are not read.
     python benchmarks/recipe.py [--datasets GunPoint ItalyPowerDemand BasicMotions PickupGestureWiimoteZ]
                                 [--variants before steps ...] [--out benchmarks/results]
 
-Each variant trains the study's enqueued literature designs (LSTM-FCN and a DeepConvLSTM-like
-cascade, ``conf/study/timeseries.yaml``) through the study's own objective: the same 5 folds, one
-epoch count on the fold-averaged curve, the OOF accuracy and log loss at it. A recipe element is
+Each variant trains the study's enqueued designs (``conf/study/timeseries.yaml``: an LSTM-FCN and a
+DeepConvLSTM-like cascade until 4d19c6e, a design of each of the four hybrids since) through the
+study's own objective: the same 5 folds, one epoch count on the fold-averaged curve, the OOF
+accuracy and log loss at it. A recipe element is
 worth keeping as a default only where it raises these scores. Rows are appended to
 ``<out>/recipe.jsonl`` and reused (``--fresh`` ignores them); the table goes to ``<out>/recipe.md``.
 """
