@@ -116,8 +116,9 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
             designs = [{**d, **DESIGNS[variant]} for d in designs if d["topology"] == "parallel"]
         designs = [{**d, **LIMITED.get(variant, {})} for d in designs]
         objective = session.objective()
-        if variant in LIMITED:  # as the study's first trials: time-limited, heard unpruned
+        if variant in LIMITED:  # as each topology's first trial: time-limited, heard unpruned, every fold
             objective.time_limit, objective.unheard = TRIAL_LIMIT, lambda study, topology: True
+            objective.stop_folds = False  # a window is not cut short by the topology's earlier one
         rows = []
         for design in designs:
             session.study.enqueue_trial({**design, **extra})
@@ -149,7 +150,7 @@ def table(rows: list[dict], variants: list[str]) -> str:
     for v in variants:
         cells, means = [], []
         for d in datasets:
-            got = [r for r in rows if r["dataset"] == d and r["variant"] == v and r["oof_accuracy"] is not None]
+            got = [r for r in rows if r["dataset"] == d and r["variant"] == v and r["state"] == "COMPLETE"]
             if not got:
                 cells.append("-")
                 continue
