@@ -66,6 +66,8 @@ VARIANTS = {
     # and the four enqueued designs train in batches of 8, not 16, with 8 among the searched batch
     # sizes (recipe.py, rows "enqueued, 60 s a trial"; the default since)
     "batch-8": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
+    # and the enqueued ConvLSTM reads windows of 16 steps, not 8 (recipe.py; the default since)
+    "convlstm-16": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }
