@@ -38,11 +38,19 @@ def test_window_warping_keeps_the_ends_and_moves_the_middle() -> None:
     assert not torch.allclose(out, ramp, atol=1e-3)
 
 
-def test_padded_batches_are_jittered_not_warped() -> None:
+def test_a_padded_series_is_warped_within_its_length_and_its_padding_stays_zero() -> None:
     torch.manual_seed(2)
-    ramp = torch.linspace(0, 1, 100).expand(4, 1, 100).contiguous()
-    out = augment("warp", ramp, torch.ones(1, 1, 1), lengths=torch.full((4,), 100))
-    assert not (out.diff(dim=-1) >= -1e-6).all()  # noise, so no longer monotone
+    lengths = torch.tensor([100, 60, 30, 3])
+    ramps = torch.zeros(4, 1, 100)
+    for i, n in enumerate(lengths.tolist()):
+        ramps[i, 0, :n] = torch.linspace(0, 1, n)
+    out = augment("warp", ramps, torch.ones(1, 1, 1), lengths=lengths)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.allclose(out[i, 0, [0, n - 1]], ramps[i, 0, [0, n - 1]])  # the ends stay
+        assert (out[i, 0, :n].diff() >= -1e-6).all()  # a time warp of a ramp stays monotone
+        assert (out[i, 0, n:] == 0).all()  # padding is not warped into the series
+    assert all(not torch.allclose(out[i], ramps[i], atol=1e-3) for i in range(3))  # each warped
+    assert torch.allclose(out[3], ramps[3])  # too short to warp a tenth of it: left as it is
 
 
 def test_an_unknown_augmentation_is_refused_with_the_valid_ones() -> None:
