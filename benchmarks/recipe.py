@@ -88,6 +88,13 @@ VARIANTS.update(dict.fromkeys(LIMITED, STEPS))
 WARP_LIMITED = "enqueued, 60 s a trial, batches of 8, warp"
 LIMITED[WARP_LIMITED] = {"batch_size": 8}
 VARIANTS[WARP_LIMITED] = [*STEPS, fixed("augment", "warp")]
+# and every LSTM bidirectional, the ConvLSTM's too (its bidirectional option since the commit after 47f4e08)
+BIDIRECTIONAL_LIMITED = "enqueued, 60 s a trial, batches of 8, bidirectional"
+LIMITED[BIDIRECTIONAL_LIMITED] = {"batch_size": 8, "bidirectional": True}
+VARIANTS[BIDIRECTIONAL_LIMITED] = [
+    *STEPS,
+    "space.model.bidirectional.topologies=[feature_extractor,parallel,cascade,conv_gated,lstm]",
+]
 # 8 was not yet among the searched batch sizes when this variant ran
 VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 

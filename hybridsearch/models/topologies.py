@@ -247,6 +247,9 @@ class ConvGated(nn.Module):
     channels over ``patch_len / patch_fold`` positions: the gates' convolutions
     then cost ``patch_fold`` times less. ``gate_norm`` normalises each layer's
     input-to-gate maps (:class:`ConvLSTMLayer`); it is not searched by default.
+    ``bidirectional`` adds a layer reading each series backwards beside each
+    layer, as a bidirectional LSTM does (the next layer reads both); the head
+    reads both directions' final states.
     """
 
     def __init__(
@@ -262,15 +265,21 @@ class ConvGated(nn.Module):
         lstm_layers: int = 1,
         dropout: float = 0.0,
         gate_norm: bool = True,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         self.fold = max(1, min(patch_fold, patch_len))
         self.patch_len = -(-patch_len // self.fold) * self.fold  # a whole number of folds
-        sizes = [in_channels * self.fold] + [lstm_hidden] * lstm_layers
+        dirs = 2 if bidirectional else 1
+        sizes = [in_channels * self.fold] + [dirs * lstm_hidden] * lstm_layers
         self.layers = nn.ModuleList(
             ConvLSTMLayer(sizes[i], lstm_hidden, gate_kernel, gate_norm) for i in range(lstm_layers)
         )
-        self.head = Head(lstm_hidden, n_outputs, dropout)
+        self.backward_layers = nn.ModuleList(
+            ConvLSTMLayer(sizes[i], lstm_hidden, gate_kernel, gate_norm)
+            for i in range(lstm_layers if bidirectional else 0)
+        )
+        self.head = Head(dirs * lstm_hidden, n_outputs, dropout)
 
     def steps(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(B, C, T) -> the recurrence's input (B, N, C * fold, patch_len / fold), with each series' steps."""
@@ -281,10 +290,25 @@ class ConvGated(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         seq, n_valid = self.steps(x, lengths)  # (B, N, C*f, P/f)
-        for layer in self.layers:
-            seq = layer(seq, n_valid)  # (B, N, H, P)
-        last = seq[:, -1]  # a finished series carried its last valid state to the end
-        return self.head(last.mean(dim=-1))  # (B, H, P) -> (B, H)
+        if not self.backward_layers:
+            for layer in self.layers:
+                seq = layer(seq, n_valid)  # (B, N, H, P)
+            return self.head(seq[:, -1].mean(dim=-1))  # a finished series carried its last state to the end
+        for forward, backward in zip(self.layers, self.backward_layers, strict=True):
+            ahead = forward(seq, n_valid)
+            back = reverse(backward(reverse(seq, n_valid), n_valid), n_valid)  # (B, N, H, P) in time order
+            seq = torch.cat([ahead, back], dim=2)  # (B, N, 2H, P)
+        # the forward state after the last step, the backward one after the first
+        return self.head(torch.cat([ahead[:, -1], back[:, 0]], dim=1).mean(dim=-1))
+
+
+def reverse(seq: Tensor, n_valid: Tensor | None) -> Tensor:
+    """(B, N, ...) with each series' first ``n_valid`` steps in reverse order; its padding stays last."""
+    if n_valid is None:
+        return seq.flip(1)
+    steps = torch.arange(seq.shape[1], device=seq.device)[None, :]
+    order = torch.where(steps < n_valid[:, None], n_valid[:, None] - 1 - steps, steps)  # (B, N)
+    return seq.gather(1, order.view(*order.shape, *[1] * (seq.dim() - 2)).expand_as(seq))
 
 
 class LSTMOnly(nn.Module):

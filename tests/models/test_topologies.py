@@ -104,6 +104,35 @@ def test_conv_gated_gate_norm_is_read_from_trial_parameters() -> None:
     assert count_parameters(on) - count_parameters(off) == 2 * (2 * 4 * 8)
 
 
+def test_bidirectional_conv_gated_reads_the_windows_forwards_and_backwards() -> None:
+    """One bidirectional ConvLSTM layer: the head reads the forward layer's state after the last
+    window beside the backward layer's after the first, i.e. a forward pass over the windows in
+    reverse order (each window's own steps kept in order)."""
+    torch.manual_seed(0)
+    bi = make("conv_gated", 2, 3, lstm_layers=1, bidirectional=True).eval()
+    ahead, back = make("conv_gated", 2, 3, lstm_layers=1).eval(), make("conv_gated", 2, 3, lstm_layers=1).eval()
+    ahead.layers, back.layers = bi.layers, bi.backward_layers
+    ahead.head = back.head = torch.nn.Identity()  # the final state's features, before a head
+    x = torch.randn(4, 2, SEQ)
+    windows_reversed = x.view(4, 2, SEQ // 8, 8).flip(2).reshape(4, 2, SEQ)
+    with torch.no_grad():
+        torch.testing.assert_close(bi(x), bi.head(torch.cat([ahead(x), back(windows_reversed)], dim=1)))
+    assert count_parameters(bi) > 2 * count_parameters(ahead)  # two layers and a head on both
+
+
+def test_bidirectional_conv_gated_keeps_padding_out() -> None:
+    model = make("conv_gated", 2, 4, bidirectional=True).eval()  # two layers: the second reads both directions
+    lengths = torch.tensor([40, 31, 17, 6])
+    x = torch.randn(4, 2, SEQ)
+    padded = x.clone()
+    for i, n in enumerate(lengths.tolist()):
+        padded[i, :, n:] = 1e3 * torch.randn(2, SEQ - n)
+    with torch.no_grad():
+        batch = model(padded, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(batch[i : i + 1], model(x[i : i + 1, :, :n]), atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("fusion", ["concat", "sum", "gate"])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_parallel_fusion_and_dimension_shuffle(fusion: str, shuffle: bool) -> None:
