@@ -67,3 +67,21 @@ def test_the_schema_refuses_a_misspelt_key_or_a_wrong_type_while_composing(overr
     with pytest.raises(ConfigCompositionException) as err:
         compose_with("+study=timeseries", override)
     assert named in str(err.value) + str(err.value.__cause__)
+
+
+def test_every_enqueued_design_holds_when_the_convlstm_is_searched_bidirectional_too() -> None:
+    """The ConvLSTM's ``bidirectional`` is not searched by default; a user who adds it keeps the
+    study's four known-good designs (each names it), and the flag reaches the model."""
+    from hybridsearch.checks import check_enqueue
+    from hybridsearch.search_space import build_model
+
+    cfg = compose_with(
+        "+study=timeseries", "space.model.bidirectional.topologies=[feature_extractor,parallel,cascade,conv_gated]"
+    )
+    space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
+    designs = check_enqueue(cfg, space)
+    assert sorted(d["topology"] for d in designs) == sorted(space.topologies)
+    convlstm = next(d for d in designs if d["topology"] == "conv_gated")
+    one_way = build_model(convlstm, in_channels=1, n_outputs=2, seq_len=64)
+    both_ways = build_model({**convlstm, "bidirectional": True}, in_channels=1, n_outputs=2, seq_len=64)
+    assert len(one_way.backward_layers) == 0 and len(both_ways.backward_layers) == convlstm["lstm_layers"]
