@@ -56,6 +56,8 @@ PRUNERS = {  # name -> overrides
     # the default since this row's commit: as the row above, the enqueued designs in batches of 8 and
     # 8 among the searched batch sizes
     "the default: enqueued designs in batches of 8": ["study.n_workers=null"],
+    # the default since this row's commit: as the row above, the enqueued ConvLSTM reading windows of 16
+    "the default: the enqueued ConvLSTM reads windows of 16": ["study.n_workers=null"],
 }
 # Every other row ran in one process, the CPU default before cb3767b, and keeps it.
 PRUNERS = {k: one_process(v) for k, v in PRUNERS.items()}
