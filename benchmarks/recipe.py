@@ -83,12 +83,12 @@ LIMITED_WINDOWS = {f"{name}, 60 s a trial, batches of 8": designs for name, desi
 LIMITED.update({name: {"batch_size": 8} for name in LIMITED_WINDOWS})
 FIXED.update(LIMITED_WINDOWS)
 VARIANTS.update(dict.fromkeys(LIMITED, STEPS))
-# and window warping, a padded series warped within its own length (until the commit after cfddafb
+# and window warping, a padded series warped within its own length (until 47f4e08
 # padded sets such as PickupGestureWiimoteZ were only jittered)
 WARP_LIMITED = "enqueued, 60 s a trial, batches of 8, warp"
 LIMITED[WARP_LIMITED] = {"batch_size": 8}
 VARIANTS[WARP_LIMITED] = [*STEPS, fixed("augment", "warp")]
-# and every LSTM bidirectional, the ConvLSTM's too (its bidirectional option since the commit after 47f4e08)
+# and every LSTM bidirectional, the ConvLSTM's too (its bidirectional option since aa6f6ad)
 BIDIRECTIONAL_LIMITED = "enqueued, 60 s a trial, batches of 8, bidirectional"
 LIMITED[BIDIRECTIONAL_LIMITED] = {"batch_size": 8, "bidirectional": True}
 VARIANTS[BIDIRECTIONAL_LIMITED] = [

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hybridsearch.models.blocks import zero_padding
+
 AUGMENTATIONS = ("none", "jitter", "warp")
 
 
@@ -53,7 +55,7 @@ def _window_warp(x: Tensor, lengths: Tensor | None = None, share: float = 0.1) -
     frac = ((out_pos - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1).unsqueeze(1)
     left = x.gather(2, (idx - 1).unsqueeze(1).expand_as(x))
     right = x.gather(2, idx.unsqueeze(1).expand_as(x))
-    return (left + frac * (right - left)) * (src < n).unsqueeze(1).to(x.dtype)
+    return zero_padding(left + frac * (right - left), lengths)
 
 
 __all__ = ["AUGMENTATIONS", "augment"]
