@@ -1,8 +1,8 @@
 """Command line: ``python -m hybridsearch +study=timeseries [overrides...]``.
 
 Hydra composes and type-checks the config, and :func:`hybridsearch.checks.check` checks its
-values and loads the data, before Lightning and MLflow load; bad input of any kind ends as one
-line on stderr with exit code 2 (:func:`hybridsearch.errors.command_line`).
+values, loads the data and opens the storage and the tracking store, before Lightning loads; bad
+input of any kind ends as one line on stderr with exit code 2 (:func:`hybridsearch.errors.command_line`).
 """
 
 import hydra
@@ -18,10 +18,10 @@ register_configs()
 @hydra.main(config_path="pkg://hybridsearch.conf", config_name="config", version_base="1.3")
 @command_line  # inside Hydra's job too: bad input is one line here, not Hydra's report of a failed job
 def main(cfg: DictConfig) -> None:
-    from hybridsearch.checks import check  # torch, Optuna and the data: bad input fails here, in seconds
+    from hybridsearch.checks import check  # torch, Optuna, data, storage, MLflow: bad input fails here, in seconds
 
     checked = check(cfg)
-    from hybridsearch.study import main as run  # Lightning and MLflow load once the config is checked
+    from hybridsearch.study import main as run  # Lightning loads once the config is checked
 
     run(cfg, checked)
 

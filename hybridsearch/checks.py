@@ -1,14 +1,15 @@
 """Everything a user can get wrong in a study's settings, search space and data, checked before
-Lightning and MLflow load: ``python -m hybridsearch`` ends bad input with one line in seconds,
-not after the ten that importing the training stack takes on a small machine. The storage and
-the tracking server are checked where they open (:func:`hybridsearch.session.open_session`).
+Lightning loads: ``python -m hybridsearch`` ends bad input with one line in seconds, not after
+the ten that importing the training stack takes on a small machine. The study's storage and the
+MLflow tracking store are opened last, once everything else has passed: no storage is touched
+before then, and a URL that cannot be used ends the command as quickly as a typo.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from hydra.utils import instantiate
@@ -18,7 +19,13 @@ from hybridsearch.config import data_config
 from hybridsearch.data import TaskData, prepare
 from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
 from hybridsearch.search_space import Space, parse_space, sample
+from hybridsearch.storage import open_storage
 from hybridsearch.tasks import TASKS
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+    from hybridsearch.tracking import Tracker
 
 EXTRA_OBJECTIVES = ("n_params", "latency_ms")  # optional objectives after the metric, all minimised
 TRIAL_SHARE = 0.1  # study.trial_time_limit=auto: a tenth of study.timeout (auto-sklearn's default share)
@@ -36,10 +43,13 @@ class Checked:
     pruner: optuna.pruners.BasePruner
     data: TaskData
     cv_folds: int  # data.cv_folds, "auto" resolved for this data
+    storage: RDBStorage  # study.storage, opened
+    tracker: Tracker  # tracking.uri, opened, with the study's experiment
 
 
 def check(cfg: DictConfig) -> Checked:
-    """Check the settings, search space, sampler, pruner and data of ``cfg``; load the data."""
+    """Check the settings, search space, sampler, pruner and data of ``cfg`` and load the data;
+    then open the storage and the tracking store."""
     metric, direction = settings(cfg)
     space = parse_space(OmegaConf.to_container(cfg.space, resolve=True))
     enqueue = check_enqueue(cfg, space)
@@ -49,7 +59,11 @@ def check(cfg: DictConfig) -> Checked:
     data = prepare(data_cfg, seed=cfg.study.seed or 0)
     cv_folds = resolve_cv_folds(data_cfg.cv_folds, data)
     check_data_space(space, data)
-    return Checked(metric, direction, space, enqueue, pruner, data, cv_folds)
+    storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
+    from hybridsearch.tracking import Tracker  # MLflow loads once the settings have passed
+
+    tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
+    return Checked(metric, direction, space, enqueue, pruner, data, cv_folds, storage, tracker)
 
 
 def settings(cfg: DictConfig) -> tuple[str, str]:

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import torch
 from hydra.utils import instantiate
+from mlflow.entities import Metric
 from optuna_integration import PyTorchLightningPruningCallback
 
 from hybridsearch import interrupt
@@ -93,6 +94,43 @@ class RecordDevice(L.Callback):
         self.trial.set_user_attr("device", str(pl_module.device))
         if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the GPU this worker was pinned to
             self.trial.set_user_attr("gpu", os.environ["CUDA_VISIBLE_DEVICES"])
+
+
+class EpochMetrics(L.Callback):
+    """Sends each epoch's train and validation metrics to the trial's MLflow run, batched so logging stays cheap."""
+
+    def __init__(self, tracker: Tracker, run_id: str, flush_every_s: float = 10.0) -> None:
+        self.tracker, self.run_id, self.flush_every_s = tracker, run_id, flush_every_s
+        self.buffer: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
+        now = int(time.time() * 1000)
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(prefix):
+                self.buffer.append(Metric(key, float(value), now, trainer.current_epoch))
+        if time.monotonic() - self.last_flush > self.flush_every_s:
+            self.flush()
+
+    @interrupt.deferred()
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), 1000):  # MLflow's batch limit
+            self.tracker.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
+        self.buffer.clear()
+        self.last_flush = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._collect(trainer, "val_")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._collect(trainer, "train_")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.flush()
 
 
 def module_for(params: Mapping[str, Any], data: TaskData, *, max_epochs: int) -> HybridModule:
@@ -291,7 +329,7 @@ class Objective:
                 if timer is not None:
                     callbacks.append(timer)
                 if run_id and self.tracker:
-                    callbacks.append(self.tracker.epoch_logger(run_id))
+                    callbacks.append(EpochMetrics(self.tracker, run_id))
             if not self.objectives and (i == 0 or spans_folds):  # Optuna prunes single-objective studies only
                 callbacks.append(Pruning(trial, self.metric, offset=sum(r.epochs for r in recorders), judge=judge))
             recorders.append(recorder)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,10 @@ from hybridsearch.data.arrays import Series, handle_missing
 from hybridsearch.data.files import load_panel, load_series
 from hybridsearch.errors import DataError, command_line
 from hybridsearch.layout import StudyLayout
-from hybridsearch.module import HybridModule, load_best
+from hybridsearch.tasks import TASKS
+
+if TYPE_CHECKING:
+    from hybridsearch.module import HybridModule
 
 
 def _panel(path: Path, data_cfg: dict) -> Series:
@@ -45,10 +49,11 @@ def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:
     if not layout.config.exists():
         raise DataError(f"{layout.folder}: not a study folder (no config.yaml)")
     data_cfg = OmegaConf.to_container(OmegaConf.load(layout.config).data, resolve=True)
-    model = load_best(layout.folder)
-    if model.task.windows:
-        return _forecast(model, path, data_cfg)
+    if TASKS[data_cfg.get("task", "classification")].windows:  # a forecast of one series
+        values = load_series(path, time=data_cfg.get("time"), columns=data_cfg.get("columns"))
+        return _forecast(_load_model(layout), path, values, data_cfg)
     series = handle_missing(_panel(path, data_cfg), data_cfg.get("missing", "error"), source=str(path))
+    model = _load_model(layout)
     channels = model.hparams.in_channels
     if series.channels != channels:
         raise DataError(f"{path}: series have {series.channels} channels but the model reads {channels}")
@@ -69,8 +74,14 @@ def predict_file(study_dir: str | Path, path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _forecast(model: HybridModule, path: Path, data_cfg: dict) -> pd.DataFrame:
-    values = load_series(path, time=data_cfg.get("time"), columns=data_cfg.get("columns"))
+def _load_model(layout: StudyLayout) -> HybridModule:
+    """The study's final model; Lightning loads here, after the input was read (a bad file fails in seconds)."""
+    from hybridsearch.module import load_best
+
+    return load_best(layout.folder)
+
+
+def _forecast(model: HybridModule, path: Path, values: np.ndarray, data_cfg: dict) -> pd.DataFrame:
     lookback, channels = model.hparams.seq_len, model.hparams.in_channels
     if values.shape[0] != channels:
         raise DataError(f"{path}: {values.shape[0]} channels but the model reads {channels}")

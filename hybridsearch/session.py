@@ -28,7 +28,7 @@ from hybridsearch.errors import ConfigError
 from hybridsearch.layout import StudyLayout
 from hybridsearch.objective import Objective
 from hybridsearch.search_space import Space
-from hybridsearch.storage import CachedPruner, open_storage
+from hybridsearch.storage import CachedPruner
 from hybridsearch.tracking import Tracker
 
 # Per-trial chatter that says nothing about the user's study: data in memory needs no loader
@@ -236,16 +236,14 @@ class Session:
 
 
 def open_session(cfg: DictConfig, *, create: bool = True, checked: Checked | None = None) -> Session:
-    """Check everything a user can get wrong (:func:`hybridsearch.checks.check`, unless ``checked``
-    says it was), then open storage and tracking: no storage is touched before the checks pass.
+    """Check everything a user can get wrong and open storage and tracking
+    (:func:`hybridsearch.checks.check`, unless ``checked`` says it was), then load the study.
     ``create=False`` (a worker process) expects the study to exist.
     """
     c = checked or check(cfg)
-    storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
-    tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
     if create:
-        study = _load_study(cfg, storage, c.data, c.metric, c.direction, c.cv_folds)
+        study = _load_study(cfg, c.storage, c.data, c.metric, c.direction, c.cv_folds)
     else:
-        study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+        study = optuna.load_study(study_name=cfg.study.name, storage=c.storage)
     study.pruner = CachedPruner(c.pruner)
-    return Session(cfg, c.space, c.data, c.metric, c.direction, study, tracker, c.enqueue, c.cv_folds)
+    return Session(cfg, c.space, c.data, c.metric, c.direction, study, c.tracker, c.enqueue, c.cv_folds)

@@ -1,8 +1,8 @@
 """The orchestrator: open the session, run its workers, sum up. It imports downward only.
 
 python -m hybridsearch +study=timeseries  ->  __main__  ->  main  ->  run_study
-  checks.check             the settings, search space and data, before Lightning and MLflow load
-  session.open_session     open storage and tracking
+  checks.check             the settings, search space and data, storage and tracking, before Lightning loads
+  session.open_session     load (or create) the study
   workers.plan / launch    one worker in this process, or worker processes (GPUs, CPU cores)
   results.summarize        the final model, its test scores, summary.json
   results.printout         what the command prints at the end

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -156,43 +155,3 @@ class Tracker:
         """Fetch an artifact of a run (say, a checkpoint written on another machine) into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(run_id, artifact_path, str(folder)))
-
-    def epoch_logger(self, run_id: str, flush_every_s: float = 10.0) -> EpochMetrics:
-        return EpochMetrics(self, run_id, flush_every_s)
-
-
-class EpochMetrics(L.Callback):
-    """Sends each epoch's train and validation metrics to a run, batched so logging stays cheap."""
-
-    def __init__(self, tracker: Tracker, run_id: str, flush_every_s: float) -> None:
-        self.tracker, self.run_id, self.flush_every_s = tracker, run_id, flush_every_s
-        self.buffer: list[Metric] = []
-        self.last_flush = time.monotonic()
-
-    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
-        now = int(time.time() * 1000)
-        for key, value in trainer.callback_metrics.items():
-            if key.startswith(prefix):
-                self.buffer.append(Metric(key, float(value), now, trainer.current_epoch))
-        if time.monotonic() - self.last_flush > self.flush_every_s:
-            self.flush()
-
-    @interrupt.deferred()
-    def flush(self) -> None:
-        for i in range(0, len(self.buffer), 1000):  # MLflow's batch limit
-            self.tracker.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
-        self.buffer.clear()
-        self.last_flush = time.monotonic()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._collect(trainer, "val_")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._collect(trainer, "train_")
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.flush()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.flush()

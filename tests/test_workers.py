@@ -136,7 +136,7 @@ def test_a_killed_worker_process_has_its_trial_failed_and_run_again(tmp_path: Pa
         *QUICK,
         "study.name=kill",
         "study.n_workers=2",
-        "study.n_trials=6",
+        "study.n_trials=4",
         "trainer.max_epochs=40",
         "~callbacks.early_stopping",
     )
@@ -152,7 +152,7 @@ def test_a_killed_worker_process_has_its_trial_failed_and_run_again(tmp_path: Pa
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
     summary = json.loads((tmp_path / "studies" / "kill" / "summary.json").read_text())
     assert summary["failures"] == {"worker lost; queued again": 1}
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
     assert "queued again" in err
 
 
@@ -239,9 +239,10 @@ def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_w
     assert f"{before} earlier trial(s)" in again.stdout
 
 
-@pytest.mark.parametrize("n_workers", [1, 2])
-def test_sigterm_to_the_command_alone_stops_it_as_ctrl_c_does(tmp_path: Path, n_workers: int) -> None:
-    _stop_midway(tmp_path, _stop_args(n_workers), signal.SIGTERM)
+def test_sigterm_to_the_command_alone_stops_it_as_ctrl_c_does(tmp_path: Path) -> None:
+    # With workers, which the command must stop itself. One process takes SIGTERM with the handler
+    # it takes Ctrl-C with (test_interrupt.py: the flag and exit code 143; the Ctrl-C test above).
+    _stop_midway(tmp_path, _stop_args(2), signal.SIGTERM)
 
 
 def test_failing_trials_are_recorded_with_their_reason_and_counted_in_the_summary(tmp_path: Path) -> None:
