@@ -3,6 +3,7 @@
     python benchmarks/overhead.py [--data GunPoint] [--epochs 1200] [--repeats 2] [--out benchmarks/results]
     python benchmarks/overhead.py --data OSULeaf --epochs 240   # a trial of about 30 s
     python benchmarks/overhead.py --workers 12 24                # 2 CPU workers over 1
+    python benchmarks/overhead.py --data ItalyPowerDemand --start 1 2 4   # start-up with N CPU workers
     python benchmarks/overhead.py --device cuda --epochs 300     # on a GPU machine
 
 Two cases matter. A trial of ordinary epochs, e.g. OSULeaf (160 training series of 427 steps,
@@ -183,6 +184,34 @@ def worker_scaling(data_name: str, fixed: int, default: int) -> list[str]:
     return lines
 
 
+def worker_start(data_name: str, counts: list[int], repeats: int) -> list[str]:
+    """Seconds from launch to the first trial's start, and to the command's end, of a small study
+    (2 trials per worker, 3 epochs, 2 folds, no pruning) with each of ``counts`` CPU workers: what
+    starting the workers costs. Run it from another checkout's folder with ``PYTHONPATH=<it>`` to
+    compare two versions; each count is run ``repeats`` times, the fastest kept."""
+    import optuna
+
+    lines = [f"{data_name}, a study of 2 trials per CPU worker (3 epochs, 2 folds), fastest of {repeats}"]
+    for n in counts:
+        firsts, walls = [], []
+        for _ in range(repeats):
+            root = Path(tempfile.mkdtemp(prefix="hybridsearch-start-"))
+            overrides = [f"study.n_workers={n}", f"study.n_trials={2 * n}", "trainer.max_epochs=3"]
+            overrides += ["data.cv_folds=2", "pruner=none", "study.timeout=null"]
+            launch = time.time()
+            result = subprocess.run(command(root, "start", data_name, *overrides), capture_output=True, text=True)
+            walls.append(time.time() - launch)
+            if result.returncode != 0:
+                sys.exit(result.stderr[-3000:])
+            trials = optuna.load_study(study_name="start", storage=f"sqlite:///{root}/optuna.db").trials
+            firsts.append(min(t.datetime_start.timestamp() for t in trials) - launch)
+        lines.append(
+            f"  {n} worker(s): first trial starts {min(firsts):5.1f} s after launch, command ends at "
+            f"{min(walls):5.1f} s  (runs: {', '.join(f'{f:.1f}/{w:.1f}' for f, w in zip(firsts, walls, strict=True))})"
+        )
+    return lines
+
+
 def import_floor() -> float:
     """Seconds for a fresh interpreter to ``import torch, lightning``: the least any command that
     trains with Lightning waits before its first epoch."""
@@ -202,7 +231,11 @@ def main() -> None:
         "--workers", type=int, nargs=2, metavar=("FIXED", "DEFAULT"),
         help="instead: worker scaling over FIXED 30-epoch trials and DEFAULT trials of the default study",
     )  # fmt: skip
+    parser.add_argument("--start", type=int, nargs="+", metavar="N", help="instead: start-up with N CPU workers")
     args = parser.parse_args()
+    if args.start:
+        publish(worker_start(args.data, args.start, args.repeats), args.out, f"overhead-start-{args.data}.txt")
+        return
     if args.workers:
         publish(worker_scaling(args.data, *args.workers), args.out, f"overhead-workers-{args.data}.txt")
         return

@@ -103,7 +103,8 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
     from hydra import compose, initialize_config_module
 
     from hybridsearch.config import register_configs
-    from hybridsearch.session import open_session, quiet_libraries
+    from hybridsearch.progress import quiet_libraries
+    from hybridsearch.session import open_session
 
     overrides = VARIANTS.get(variant, [*VARIANTS["before"], "space.model.lstm_patch.choices=[1,4,8,16]"])
     register_configs()

@@ -18,9 +18,14 @@ register_configs()
 @hydra.main(config_path="pkg://hybridsearch.conf", config_name="config", version_base="1.3")
 @command_line  # inside Hydra's job too: bad input is one line here, not Hydra's report of a failed job
 def main(cfg: DictConfig) -> None:
-    from hybridsearch.checks import check  # torch, Optuna, data, storage, MLflow: bad input fails here, in seconds
+    from hybridsearch import workers
 
-    checked = check(cfg)
+    workers.start_fork_server(cfg)  # CPU workers' imports, beside this process's
+    from hybridsearch.checks import check  # torch, Optuna, data, storage, MLflow: bad input fails here, in seconds
+    from hybridsearch.progress import quiet_libraries
+
+    with quiet_libraries():  # no MLflow notes on creating its tables
+        checked = check(cfg)
     from hybridsearch.study import main as run  # Lightning loads once the config is checked
 
     run(cfg, checked)

@@ -1,9 +1,14 @@
-"""The study's live progress line: trials done / pruned / failed / running, the best value, elapsed time."""
+"""The study's live progress line: trials done / pruned / failed / running, the best value, elapsed time;
+and the libraries kept quiet around it (:func:`quiet_libraries`)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 
 import optuna
 from tqdm.auto import tqdm
@@ -44,3 +49,41 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+# Per-trial chatter that says nothing about the user's study: data in memory needs no loader
+# workers, tiny data has few batches, the refit has no validation loader, a torch deprecation inside Lightning.
+CHATTER = (
+    ".*does not have many workers.*",
+    ".*number of training batches.*",
+    ".*LeafSpec.*",
+    ".*no `val_dataloader`.*",
+)
+LOG_LEVELS = {
+    "lightning.pytorch": logging.WARNING,
+    "lightning.fabric": logging.WARNING,
+    "mlflow": logging.WARNING,
+    "alembic": logging.WARNING,
+    "mlflow.pytorch": logging.ERROR,  # its warning about pickle: we choose pickle
+    "mlflow.tracking._model_registry": logging.ERROR,  # "Successfully registered model", "Created version"
+    "optuna": logging.WARNING,
+}
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """One progress bar for the study: the libraries' per-trial chatter is dropped while a command
+    runs, warnings that matter are kept, and everything is as before afterwards."""
+    loggers = {name: logging.getLogger(name) for name in LOG_LEVELS}
+    before = {name: logger.level for name, logger in loggers.items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        for message in CHATTER:
+            warnings.filterwarnings("ignore", message=message)
+        for name, level in LOG_LEVELS.items():
+            loggers[name].setLevel(level)
+        try:
+            yield
+        finally:
+            for name, level in before.items():
+                loggers[name].setLevel(level)

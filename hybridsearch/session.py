@@ -7,11 +7,7 @@ bad input ends with one line and no study data written.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import uuid
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,44 +26,6 @@ from hybridsearch.objective import Objective
 from hybridsearch.search_space import Space
 from hybridsearch.storage import CachedPruner
 from hybridsearch.tracking import Tracker
-
-# Per-trial chatter that says nothing about the user's study: data in memory needs no loader
-# workers, tiny data has few batches, the refit has no validation loader, a torch deprecation inside Lightning.
-CHATTER = (
-    ".*does not have many workers.*",
-    ".*number of training batches.*",
-    ".*LeafSpec.*",
-    ".*no `val_dataloader`.*",
-)
-LOG_LEVELS = {
-    "lightning.pytorch": logging.WARNING,
-    "lightning.fabric": logging.WARNING,
-    "mlflow": logging.WARNING,
-    "alembic": logging.WARNING,
-    "mlflow.pytorch": logging.ERROR,  # its warning about pickle: we choose pickle
-    "mlflow.tracking._model_registry": logging.ERROR,  # "Successfully registered model", "Created version"
-    "optuna": logging.WARNING,
-}
-
-
-@contextlib.contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """One progress bar for the study: the libraries' per-trial chatter is dropped while a command
-    runs, warnings that matter are kept, and everything is as before afterwards."""
-    loggers = {name: logging.getLogger(name) for name in LOG_LEVELS}
-    before = {name: logger.level for name, logger in loggers.items()}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        for message in CHATTER:
-            warnings.filterwarnings("ignore", message=message)
-        for name, level in LOG_LEVELS.items():
-            loggers[name].setLevel(level)
-        try:
-            yield
-        finally:
-            for name, level in before.items():
-                loggers[name].setLevel(level)
-
 
 # What a resumed study must share with the one stored, and how a refusal names it. Trials scored on
 # other data would otherwise enter the ensemble (their out-of-fold rows could be today's test rows).

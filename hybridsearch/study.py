@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from hybridsearch import LAUNCHED, interrupt, workers
 from hybridsearch.checks import Checked
-from hybridsearch.progress import Progress
+from hybridsearch.progress import Progress, quiet_libraries
 from hybridsearch.report import attach_report
 from hybridsearch.results import Summary, dashboard_note, printout, reference_baselines, reference_line, summarize
-from hybridsearch.session import open_session, quiet_libraries
+from hybridsearch.session import open_session
 
 
 def run_study(cfg: DictConfig, *, started: float | None = None, checked: Checked | None = None) -> Summary:
@@ -34,9 +34,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None, checked: Checked
     started = time.time() if started is None else started
     with quiet_libraries():
         session = open_session(cfg, checked=checked)
-        devices = workers.plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
-        if cfg.study.n_trials is not None:  # no more workers than trials: each starts one at once
-            devices = devices[: max(1, cfg.study.n_trials)]
+        devices = workers.devices_for(cfg)
         study, data, layout = session.study, session.data, session.layout
         n_before = len(study.trials)
         if n_before == 0:

@@ -1,7 +1,10 @@
 """Worker processes: several per GPU (or CPU workers sharing the cores), all pulling trials from one study.
 
-Each worker is ``python -m hybridsearch.workers <config> <index> ...`` with ``CUDA_VISIBLE_DEVICES``
-set to its GPU. It loads the data once and runs trials until the command's workers have finished
+A GPU worker is ``python -m hybridsearch.workers <config> <json args>`` with ``CUDA_VISIBLE_DEVICES``
+set to its GPU. CPU workers are forked from a fork server (:func:`start_fork_server`) that has
+loaded the training stack once, while the command loaded it too: on a small machine each fresh
+Python spends ten seconds on imports before its first trial. A worker loads the data once and runs
+trials until the command's workers have finished
 ``study.n_trials`` between them: a worker whose trial ends starts the next at once, no batches.
 Every running trial records its worker (host:pid); when a worker dies, the parent fails its trial
 and queues the same parameters again, as the storage's heartbeat does for workers on other
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -19,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import OmegaConf
@@ -28,8 +34,25 @@ from optuna.trial import TrialState
 from hybridsearch import interrupt
 from hybridsearch.errors import ConfigError
 from hybridsearch.progress import Progress
-from hybridsearch.session import Session, open_session, quiet_libraries
 from hybridsearch.storage import MAX_RETRY
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from hybridsearch.session import Session
+
+# What a fork server loads before it forks a CPU worker: the whole training stack, and the modules
+# that a worker's first check would import (MLflow's and Optuna's database models, aeon's datasets:
+# 3.7 of a worker's first seconds). Importing them starts no Python thread and no CUDA runtime; the
+# native threads of torch and of MLflow's allocator have fork handlers, as PyTorch's forked
+# DataLoader workers rely on. GPU workers still start fresh: a fork must not inherit a CUDA
+# runtime that an import might start. A module missing from a later release is skipped.
+PRELOAD = [
+    "hybridsearch.session",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "optuna.storages._rdb.models",
+    "aeon.datasets",
+]
 
 
 def visible_gpus() -> list[str]:
@@ -102,6 +125,65 @@ def plan(n_workers: int | None, gpus: list[int] | None, per_gpu: int | str = 1) 
     return [devices[i % len(devices)] for i in range(n)]
 
 
+def devices_for(cfg: DictConfig) -> list[str | None]:
+    """The workers of a study as :func:`plan` gives them, no more than ``study.n_trials``: each
+    worker starts one trial at once."""
+    devices = plan(cfg.study.n_workers, cfg.study.gpus, cfg.study.workers_per_gpu)
+    if cfg.study.n_trials is not None:
+        devices = devices[: max(1, cfg.study.n_trials)]
+    return devices
+
+
+def start_fork_server(cfg: DictConfig) -> None:
+    """Start the fork server of CPU workers now if the study may have any, before its config is
+    checked: the server loads the training stack on another core while this process checks the
+    config and loads the same stack, so that its forks start trials at once. Whether the study runs
+    on GPUs waits for torch; one that does leaves the server unused, as does bad input."""
+    s = cfg.study
+    in_process = s.n_workers == 1 or (s.n_workers is None and cpu_workers() == 1)
+    if not (in_process or s.gpus or (s.n_trials is not None and s.n_trials <= 1)):
+        _fork_server()
+
+
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """The fork server's context, the server started if it is not running yet."""
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+    return multiprocessing.get_context("forkserver")
+
+
+class Forked:
+    """A CPU worker forked from the fork server, with the part of ``subprocess.Popen`` that
+    :func:`launch` uses: both kinds of worker are watched, stopped and recovered alike."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:  # negative: the signal that ended it, as Popen's
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
 def thread_limit(n_workers: int) -> int:
     """CPU threads per worker process: the cores shared out, so workers (GPU ones too, which still
     run the data path and Python on the CPU) don't oversubscribe them."""
@@ -117,17 +199,23 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
     config = session.layout.worker_config
     OmegaConf.save(session.cfg, config, resolve=True)
     threads = str(thread_limit(len(devices)))
-    procs: list[subprocess.Popen] = []
+    forks = _fork_server() if None in devices else None
+    procs: list[subprocess.Popen | Forked] = []
     for index, device in enumerate(devices):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device if device is not None else "", "OMP_NUM_THREADS": threads}
+        env = {"CUDA_VISIBLE_DEVICES": device if device is not None else "", "OMP_NUM_THREADS": threads}
         args = {
             "index": index,
             "deadline": deadline,
             "invocation": session.invocation,
             "parent_run_id": session.tracker.parent_run_id,
         }
-        cmd = [sys.executable, "-m", "hybridsearch.workers", str(config), json.dumps(args)]
-        procs.append(subprocess.Popen(cmd, env=env))
+        if device is None:
+            process = forks.Process(target=serve, args=(str(config), args, env), name=f"hybridsearch-worker-{index}")
+            process.start()
+            procs.append(Forked(process))
+        else:
+            cmd = [sys.executable, "-m", "hybridsearch.workers", str(config), json.dumps(args)]
+            procs.append(subprocess.Popen(cmd, env={**os.environ, **env}))
     # Ctrl-C sets a flag rather than raising here: a KeyboardInterrupt that lands inside a garbage
     # collector callback (SQLAlchemy has some) is printed and dropped, and the command would go on.
     interrupted = threading.Event()
@@ -160,7 +248,7 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
 
 
 def _watch(
-    study: optuna.Study, procs: list[subprocess.Popen], progress: Progress, interrupted: threading.Event
+    study: optuna.Study, procs: list[subprocess.Popen | Forked], progress: Progress, interrupted: threading.Event
 ) -> None:
     lost: set[int] = set()
     while not interrupted.is_set():
@@ -193,29 +281,38 @@ def recover(study: optuna.Study, workers: set[str]) -> int:
 
 
 def stop_with_parent(every: float = 1.0) -> None:
-    """Ctrl-C this process once its parent, the command, is gone: killed outright (SIGKILL, the OOM
-    killer), it could not stop its workers, which would otherwise train on alone.
-    The running trial is then closed as interrupted, as a Ctrl-C closes it."""
+    """Ctrl-C this process once the command that started it is gone: killed outright (SIGKILL, the
+    OOM killer), it could not stop its workers, which would otherwise train on alone. The running
+    trial is then closed as interrupted, as a Ctrl-C closes it. A forked worker's parent is the fork
+    server, which lives on while its forks do: it watches the command through the pipe that
+    multiprocessing keeps open from the command (``parent_process().sentinel``) instead."""
+    command = multiprocessing.parent_process()
     parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:  # an orphan is adopted by another process
-            time.sleep(every)
+        if command is not None:
+            command.join()  # until the command's end of the pipe closes
+        else:
+            while os.getppid() == parent:  # an orphan is adopted by another process
+                time.sleep(every)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """A worker process: ``python -m hybridsearch.workers <config.yaml> <json args>``."""
+def serve(config: str, args: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    """A worker: run trials of the study that the saved ``config`` describes; ``args`` from
+    :func:`launch`, ``env`` the variables a forked worker sets on itself."""
+    os.environ.update(env or {})
     stop_with_parent()
-    config, raw = (argv or sys.argv[1:])[:2]
-    args = json.loads(raw)
     cfg = OmegaConf.load(config)
     if os.environ.get("OMP_NUM_THREADS"):
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from hybridsearch.progress import quiet_libraries
+    from hybridsearch.session import open_session
+
     with quiet_libraries():
         session = open_session(cfg, create=False)
         session.tracker.parent_run_id = args["parent_run_id"]
@@ -225,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
                 session.optimize(n_trials=cfg.study.n_trials, deadline=args["deadline"], worker=args["index"])
         except KeyboardInterrupt:
             raise SystemExit(interrupt.exit_code()) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A GPU worker process: ``python -m hybridsearch.workers <config.yaml> <json args>``."""
+    config, raw = (argv or sys.argv[1:])[:2]
+    serve(config, json.loads(raw))
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def test_every_module_states_its_concern(path: Path) -> None:
 
 def test_the_config_checks_load_neither_lightning_nor_mlflow() -> None:
     """Bad input ends before the training stack loads (ten seconds on 2 cores): what the checks
-    import, and what the package imports for ``python -m``, must stay clear of it."""
-    code = "import sys, hybridsearch.__main__, hybridsearch.checks\n"
+    import, and what the package imports for ``python -m`` (the workers' module too, which starts
+    the fork server first), must stay clear of it."""
+    code = "import sys, hybridsearch.__main__, hybridsearch.checks, hybridsearch.workers\n"
     code += "print(sorted({m.split('.')[0] for m in sys.modules}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(ast.literal_eval(out))

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from helpers import ITALY, run_cli, start_cli
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -76,6 +77,27 @@ def test_plan_assigns_workers_to_devices(monkeypatch) -> None:
         plan(0, None)
     with pytest.raises(ValueError, match=r"study\.gpus: GPU\(s\) \[0\] not visible"):
         plan(None, [0])
+
+
+def test_the_fork_server_starts_only_for_studies_that_may_fork_cpu_workers(monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr(workers, "_fork_server", lambda: started.append(True))
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+
+    def starts(**study) -> bool:
+        started.clear()
+        defaults = {"n_workers": None, "gpus": None, "n_trials": 10}
+        workers.start_fork_server(OmegaConf.create({"study": {**defaults, **study}}))
+        return bool(started)
+
+    assert starts()  # a worker per core
+    assert starts(n_workers=3)
+    assert not starts(n_workers=1)  # one worker, in the command's process
+    assert not starts(n_trials=1)  # no more workers than trials
+    assert not starts(gpus=[0])  # GPU workers start fresh
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
+    assert not starts()
+    assert starts(n_workers=2)
 
 
 def _ask_and_tell(url: str, n: int, numbers) -> None:
