@@ -204,7 +204,7 @@ def worker_start(data_name: str, counts: list[int], repeats: int) -> list[str]:
             if result.returncode != 0:
                 sys.exit(result.stderr[-3000:])
             trials = optuna.load_study(study_name="start", storage=f"sqlite:///{root}/optuna.db").trials
-            firsts.append(min(t.datetime_start.timestamp() for t in trials) - launch)
+            firsts.append(min(t.datetime_start.timestamp() for t in trials if t.datetime_start) - launch)
         lines.append(
             f"  {n} worker(s): first trial starts {min(firsts):5.1f} s after launch, command ends at "
             f"{min(walls):5.1f} s  (runs: {', '.join(f'{f:.1f}/{w:.1f}' for f, w in zip(firsts, walls, strict=True))})"
