@@ -190,7 +190,7 @@ def test_a_killed_machine_is_caught_by_the_heartbeat_and_its_trial_retried(tmp_p
     ]
     doomed = start_cli(tmp_path, *common, "study.n_trials=50")
     victim = wait_for(lambda: running_trial(tmp_path, "beat"))
-    survivor = start_cli(tmp_path, *common, "study.n_trials=6")
+    survivor = start_cli(tmp_path, *common, "study.n_trials=3")  # the first is the retry
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait()
     _out, err = survivor.communicate(timeout=600)
@@ -201,7 +201,7 @@ def test_a_killed_machine_is_caught_by_the_heartbeat_and_its_trial_retried(tmp_p
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == stale.params
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 6
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 3
 
 
 def test_workers_stop_when_the_command_is_killed_outright(tmp_path: Path) -> None:
