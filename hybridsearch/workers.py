@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 
 from hybridsearch import interrupt
 from hybridsearch.errors import ConfigError
-from hybridsearch.progress import Progress
+from hybridsearch.progress import Progress, quiet_libraries
 from hybridsearch.storage import MAX_RETRY
 
 if TYPE_CHECKING:
@@ -310,8 +310,7 @@ def serve(config: str, args: dict[str, Any], env: dict[str, str] | None = None) 
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from hybridsearch.progress import quiet_libraries
-    from hybridsearch.session import open_session
+    from hybridsearch.session import open_session  # the training stack: a fork has it loaded already
 
     with quiet_libraries():
         session = open_session(cfg, create=False)
