@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from hybridsearch.config import data_config
 from hybridsearch.data import TaskData, prepare
 from hybridsearch.errors import ConfigError, DataError, SpaceError, first_line
+from hybridsearch.progress import quiet_libraries
 from hybridsearch.search_space import Space, parse_space, sample
 from hybridsearch.storage import open_storage
 from hybridsearch.tasks import TASKS
@@ -62,7 +63,8 @@ def check(cfg: DictConfig) -> Checked:
     storage = open_storage(cfg.study.storage, cfg.study.heartbeat_interval, cfg.study.grace_period)
     from hybridsearch.tracking import Tracker  # MLflow loads once the settings have passed
 
-    tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
+    with quiet_libraries():  # again: importing MLflow set its loggers to INFO ("Creating initial ... tables")
+        tracker = Tracker(cfg.tracking.uri, cfg.study.name, cfg.tracking.artifact_location)
     return Checked(metric, direction, space, enqueue, pruner, data, cv_folds, storage, tracker)
 
 
