@@ -95,6 +95,11 @@ VARIANTS[BIDIRECTIONAL_LIMITED] = [
     *STEPS,
     "space.model.bidirectional.topologies=[feature_extractor,parallel,cascade,conv_gated,lstm]",
 ]
+# and on unequal-length data each series' log length as an extra input channel (data.length_feature,
+# the default since), over three seeds' folds: without it, then with it
+for name, overrides in (("without", ["data.length_feature=false"]), ("with", [])):
+    LIMITED[f"enqueued, 60 s a trial, {name} the length channel"] = {}
+    VARIANTS[f"enqueued, 60 s a trial, {name} the length channel"] = [*STEPS, *overrides]
 # 8 was not yet among the searched batch sizes when this variant ran
 VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 

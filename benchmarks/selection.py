@@ -68,6 +68,9 @@ VARIANTS = {
     "batch-8": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
     # and the enqueued ConvLSTM reads windows of 16 steps, not 8 (recipe.py; the default since)
     "convlstm-16": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
+    # and on unequal-length data each series' log length enters every model as an extra input channel
+    # (recipe.py, row "enqueued, 60 s a trial, length channel"; the default since)
+    "length-channel": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }

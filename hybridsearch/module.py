@@ -29,6 +29,9 @@ class HybridModule(L.LightningModule):
         in_channels, n_outputs, seq_len: the data's dimensions.
         classes: original labels, index i being class i (classification).
         x_mean, x_std: per-channel input scaling fitted on the training split.
+        length_scaling: mean and std of the log true length of the training series, for data of
+            unequal lengths: each series' scaled log length then enters the model as one more
+            input channel (the topologies mask padding, and would otherwise not see the length).
         y_mean, y_std: per-target scaling of regression targets / forecast channels (training split).
         targets: forecasting: the input channels that are forecast.
         lr, weight_decay: AdamW settings; ``max_epochs`` sets the cosine schedule's length.
@@ -53,6 +56,7 @@ class HybridModule(L.LightningModule):
         classes: Sequence[Any] | None = None,
         x_mean: Sequence[float] | None = None,
         x_std: Sequence[float] | None = None,
+        length_scaling: Sequence[float] | None = None,
         y_mean: Sequence[float] | None = None,
         y_std: Sequence[float] | None = None,
         targets: Sequence[int] | None = None,
@@ -67,7 +71,9 @@ class HybridModule(L.LightningModule):
         self.save_hyperparameters()
         self.task: Task = task_named(task)
         out = n_outputs if isinstance(n_outputs, int) else tuple(n_outputs)
-        self.model = build_model(dict(params), in_channels=in_channels, n_outputs=out, seq_len=seq_len)
+        self.length_scaling = None if length_scaling is None else (float(length_scaling[0]), float(length_scaling[1]))
+        width = in_channels + (self.length_scaling is not None)
+        self.model = build_model(dict(params), in_channels=width, n_outputs=out, seq_len=seq_len)
         self.classes = list(classes or [])
         mean = torch.tensor(x_mean if x_mean is not None else [0.0] * in_channels, dtype=torch.float32)
         std = torch.tensor(x_std if x_std is not None else [1.0] * in_channels, dtype=torch.float32)
@@ -91,8 +97,17 @@ class HybridModule(L.LightningModule):
             sd = x.std(dim=-1, keepdim=True).clamp_min(1e-5) if x.shape[-1] > 1 else torch.ones_like(mu)
             out = self.model((x - mu) / sd, lengths)  # (B, targets, horizon)
             return out * sd[:, self.targets] + mu[:, self.targets]
-        out = self.model((x - self.x_mean) / self.x_std, lengths)
+        out = self.model(self._with_length((x - self.x_mean) / self.x_std, lengths), lengths)
         return out if self.task.classifies else out * self.y_std + self.y_mean  # (B, classes) or (B, targets)
+
+    def _with_length(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """(B, C, T) -> (B, C + 1, T) with each series' scaled log length as a constant channel."""
+        if self.length_scaling is None:
+            return x
+        mean, std = self.length_scaling
+        n = torch.full_like(x[:, 0, 0], x.shape[-1]) if lengths is None else lengths.to(x.dtype)  # (B,)
+        channel = ((n.log() - mean) / std)[:, None, None].expand(-1, 1, x.shape[-1])
+        return torch.cat([x, channel], dim=1)
 
     def _loss(self, out: Tensor, y: Tensor) -> Tensor:
         return self.task.loss(out, y, self.y_std)

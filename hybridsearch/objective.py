@@ -147,6 +147,7 @@ def module_for(params: Mapping[str, Any], data: TaskData, *, max_epochs: int) ->
         classes=data.classes,
         x_mean=x_mean,
         x_std=x_std,
+        length_scaling=data.length_scaling(),
         y_mean=y_mean,
         y_std=y_std,
         targets=data.forecast.targets if data.forecast else None,

@@ -35,6 +35,7 @@ class TaskData:
     test: Series
     classes: list[Any] = field(default_factory=list)
     forecast: ForecastSeries | None = None  # forecasting only: the series the windows come from
+    length_feature: bool = True  # unequal lengths: the model is given each series' length (data.length_feature)
 
     @property
     def in_channels(self) -> int:
@@ -55,6 +56,16 @@ class TaskData:
         """Per-channel input mean and std of the training split: the only statistics a model may see."""
         mean, std = channel_stats(self.train)
         return mean.tolist(), std.tolist()
+
+    def length_scaling(self) -> tuple[float, float] | None:
+        """Mean and std of the log of the training series' true lengths, or None where they are all
+        one length. A model masks padding, so without these it cannot tell a short series from a
+        long one; the lengths of unequal-length data often tell the classes apart."""
+        lengths = self.train.lengths
+        if not self.length_feature or self.task.windows or lengths.min() == lengths.max():
+            return None
+        log = np.log(lengths.astype(np.float64))
+        return float(log.mean()), float(max(log.std(), 1e-3))
 
     def target_scaling(self) -> tuple[list[float], list[float]] | tuple[None, None]:
         """Mean and std of each regression target / forecast channel, from the training split."""
@@ -263,7 +274,9 @@ def prepare(cfg: DataConfig | None = None, *, seed: int = 0) -> TaskData:
     if task.classifies:
         train, test, classes = _encode(train, test, source)
     fit_idx, val_idx = _split(train.y, cfg.val_fraction, seed, task.classifies, "validation", source)
-    return TaskData(task, source, train.take(fit_idx), train.take(val_idx), test, classes)
+    return TaskData(
+        task, source, train.take(fit_idx), train.take(val_idx), test, classes, length_feature=cfg.length_feature
+    )
 
 
 def _as_float(y: np.ndarray, source: Any) -> np.ndarray:

@@ -29,6 +29,11 @@ def test_unequal_lengths_are_padded_with_their_lengths_kept() -> None:
     assert lengths.min() < lengths.max() == data.seq_len
     short = int(np.argmin(data.train.lengths))
     assert np.all(data.train.X[short, :, data.train.lengths[short] :] == 0)
+    # what a model is told of the lengths: their log's mean and spread over the training split
+    log = np.log(data.train.lengths)
+    assert np.allclose(data.length_scaling(), (log.mean(), log.std()))
+    assert load("GunPoint").length_scaling() is None  # one length: nothing to tell
+    assert load("JapaneseVowels", length_feature=False).length_scaling() is None
 
 
 def test_bundled_regression_and_forecasting() -> None:

@@ -162,3 +162,31 @@ def test_dimension_shuffle_rejects_series_longer_than_seq_len() -> None:
 def test_window_longer_than_series_is_padded_to_one_window() -> None:
     model = make("feature_extractor", 1, 2, patch_len=64)
     assert model(torch.randn(2, 1, SEQ)).shape == (2, 2)
+
+
+def test_a_module_on_unequal_lengths_tells_series_apart_by_their_length() -> None:
+    """The topologies mask padding, so the length reaches them as the extra input channel that
+    ``length_scaling`` adds: here the classes differ in length alone (the same noise inside). The
+    FCN, whose masked mean pools over the valid steps, cannot tell them apart without it (a
+    recurrence can learn to count steps)."""
+    from hybridsearch.module import HybridModule
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([14, 34] * 16)
+    x, y = torch.randn(32, 1, SEQ), (lengths > 20).long()
+    log = lengths.double().log()
+
+    def accuracy(length_scaling) -> float:
+        torch.manual_seed(0)
+        module = HybridModule({"topology": "fcn", **SMALL["fcn"]}, in_channels=1, n_outputs=2, seq_len=SEQ,
+                              length_scaling=length_scaling)  # fmt: skip
+        opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+        for _ in range(60):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(module(x, lengths), y).backward()
+            opt.step()
+        with torch.no_grad():
+            return float((module.eval()(torch.randn(32, 1, SEQ), lengths).argmax(-1) == y).float().mean())
+
+    assert accuracy((float(log.mean()), float(log.std()))) == 1.0  # on new noise of the same lengths
+    assert accuracy(None) < 0.9
