@@ -251,9 +251,12 @@ def _stop_args(n_workers: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("n_workers", [1, 2])
-def test_ctrl_c_closes_the_running_trial_and_a_rerun_resumes(tmp_path: Path, n_workers: int) -> None:
-    args = _stop_args(n_workers)
+def test_ctrl_c_in_one_process_closes_the_running_trial(tmp_path: Path) -> None:
+    _stop_midway(tmp_path, _stop_args(1), signal.SIGINT)
+
+
+def test_ctrl_c_closes_the_workers_running_trials_and_a_rerun_resumes(tmp_path: Path) -> None:
+    args = _stop_args(2)
     before = len(_stop_midway(tmp_path, args, signal.SIGINT).trials)
     again = run_cli(tmp_path, *args[:-3], "study.n_trials=2", "trainer.max_epochs=2")
     assert again.returncode == 0, again.stderr[-3000:]
