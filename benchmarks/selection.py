@@ -71,6 +71,8 @@ VARIANTS = {
     # and on unequal-length data each series' log length enters every model as an extra input channel
     # (recipe.py, row "enqueued, 60 s a trial, length channel"; the default since)
     "length-channel": [*STEPS, "study.stop_folds=true", "study.n_workers=null"],
+    # the same code without it: the comparison within one commit
+    "no-length-channel": [*STEPS, "study.stop_folds=true", "study.n_workers=null", "data.length_feature=false"],
     # does each hybrid learn, given the whole budget? The default searching one topology alone
     **{f"only-{t}": [*STEPS, "study.stop_folds=true", f"space.topology=[{t}]"] for t in ABBREVIATIONS},
 }
