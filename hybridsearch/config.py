@@ -66,8 +66,8 @@ class DataConfig:
     columns: list[str] | None = None  # value columns (default: all others)
     targets: list[str] | None = None  # forecasting: channels to forecast (default: all)
     missing: str = "error"  # NaN / inf values: error | drop | fill
-    # unequal lengths: each series' log length is one more input channel (the models mask padding,
-    # so they see the length only so); false: where test lengths mean nothing, e.g. cut otherwise
+    # unequal lengths: each series' log length is one more input channel (the models mask padding, so
+    # this is how they see it); false: where test lengths mean nothing, e.g. cut by another rule
     length_feature: bool = True
     val_fraction: float = 0.2  # of the training split; stratified for classification, last part for forecasting
     test_fraction: float = 0.2  # held out when no test split is given

@@ -59,8 +59,9 @@ class TaskData:
 
     def length_scaling(self) -> tuple[float, float] | None:
         """Mean and std of the log of the training series' true lengths, or None where they are all
-        one length. A model masks padding, so without these it cannot tell a short series from a
-        long one; the lengths of unequal-length data often tell the classes apart."""
+        one length. The models mask padding, so without the length channel these scale, only a
+        recurrence that learns to count steps could tell a short series from a long one; and the
+        lengths of unequal-length data often tell the classes apart."""
         lengths = self.train.lengths
         if not self.length_feature or self.task.windows or lengths.min() == lengths.max():
             return None

@@ -3,6 +3,7 @@ import torch
 
 from hybridsearch.models import HYBRIDS, TOPOLOGIES
 from hybridsearch.models.topologies import fold_steps
+from hybridsearch.module import HybridModule
 from hybridsearch.search_space import count_parameters
 
 SEQ = 40
@@ -169,8 +170,6 @@ def test_a_module_on_unequal_lengths_tells_series_apart_by_their_length() -> Non
     ``length_scaling`` adds: here the classes differ in length alone (the same noise inside). The
     FCN, whose masked mean pools over the valid steps, cannot tell them apart without it (a
     recurrence can learn to count steps)."""
-    from hybridsearch.module import HybridModule
-
     torch.manual_seed(0)
     lengths = torch.tensor([14, 34] * 16)
     x, y = torch.randn(32, 1, SEQ), (lengths > 20).long()
