@@ -189,3 +189,26 @@ def test_a_module_on_unequal_lengths_tells_series_apart_by_their_length() -> Non
 
     assert accuracy((float(log.mean()), float(log.std()))) == 1.0  # on new noise of the same lengths
     assert accuracy(None) < 0.9
+
+
+def test_the_length_scaling_is_saved_with_the_model(tmp_path) -> None:
+    import lightning
+
+    from hybridsearch import load_best
+
+    module = HybridModule({"topology": "fcn", **SMALL["fcn"]}, in_channels=1, n_outputs=2, seq_len=SEQ,
+                          classes=["a", "b"], length_scaling=(3.0, 0.5)).eval()  # fmt: skip
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(  # the fields of a Lightning checkpoint that loading reads
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        ckpt,
+    )
+    loaded = load_best(ckpt)
+    assert loaded.length_scaling == (3.0, 0.5)
+    x, lengths = torch.randn(4, 1, SEQ), torch.tensor([SEQ, 30, 12, 5])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, lengths), module(x, lengths))
