@@ -238,11 +238,13 @@ def launch(session: Session, devices: list[str | None], *, deadline: float | Non
         for p in procs:  # one still running gets its own
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 60.0  # for them all: the command ends within a minute
         for p in procs:
             try:
-                p.wait(timeout=60)
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
         recover(session.study, {worker_id(p.pid) for p in procs})
     raise KeyboardInterrupt
 
