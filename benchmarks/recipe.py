@@ -100,6 +100,13 @@ VARIANTS[BIDIRECTIONAL_LIMITED] = [
 for name, overrides in (("without", ["data.length_feature=false"]), ("with", [])):
     LIMITED[f"enqueued, 60 s a trial, {name} the length channel"] = {}
     VARIANTS[f"enqueued, 60 s a trial, {name} the length channel"] = [*STEPS, *overrides]
+# the enqueued LRCN and ConvLSTM alone, over three seeds' folds: their windows cut where the last
+# whole window ends (until this variant's "every step" row), then covering every step of each
+# series, the last window zero-padded past the series' end
+WINDOWED = ("feature_extractor", "conv_gated")
+for name in ("whole windows", "every step"):
+    LIMITED[f"enqueued LRCN and ConvLSTM, 60 s a trial, {name}"] = {}
+    VARIANTS[f"enqueued LRCN and ConvLSTM, 60 s a trial, {name}"] = STEPS
 # 8 was not yet among the searched batch sizes when this variant ran
 VARIANTS["enqueued, 60 s a trial, batches of 8"] = [*STEPS, "space.training.batch_size.choices=[8,16,32,64]"]
 
@@ -132,6 +139,8 @@ def measure(dataset: str, variant: str, seed: int) -> list[dict]:
         designs = [dict(d) for d in FIXED.get(variant, cfg.study.enqueue)]
         if variant in DESIGNS:
             designs = [{**d, **DESIGNS[variant]} for d in designs if d["topology"] == "parallel"]
+        if variant.startswith("enqueued LRCN and ConvLSTM"):
+            designs = [d for d in designs if d["topology"] in WINDOWED]
         designs = [{**d, **LIMITED.get(variant, {})} for d in designs]
         objective = session.objective()
         if variant in LIMITED:  # as each topology's first trial: time-limited, heard unpruned, every fold
