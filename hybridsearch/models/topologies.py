@@ -28,29 +28,27 @@ Shape = int | tuple[int, ...]
 
 
 def windows(x: Tensor, lengths: Tensor | None, size: int, stride: int) -> tuple[Tensor, Tensor | None]:
-    """Cut (B, C, T) into windows -> (B, N, C, size), with the number of whole windows per series.
+    """Cut (B, C, T) into windows of ``size`` steps every ``stride`` steps -> (B, N, C, size), with
+    each series' number of windows.
 
-    A series shorter than one window is zero-padded to one window.
+    The windows cover every step: a series' last window is zero-padded past its end (a series
+    shorter than one window is one such window), so no step is dropped, and padding a batch to
+    more steps changes no series' windows.
     """
-    x = pad_to(zero_padding(x, lengths), size)
+    n = 1 + max(0, -(-(x.shape[-1] - size) // stride))  # windows that cover the T steps
+    x = pad_to(zero_padding(x, lengths), (n - 1) * stride + size)
     w = x.unfold(-1, size, stride).transpose(1, 2)  # (B, N, C, size)
     if lengths is None:
         return w, None
-    n_valid = (torch.div(lengths - size, stride, rounding_mode="floor") + 1).clamp(1, w.shape[1])
-    return w, n_valid
+    return w, (torch.div(lengths - size + stride - 1, stride, rounding_mode="floor") + 1).clamp(1, n)
 
 
 def fold_steps(x: Tensor, lengths: Tensor | None, size: int) -> tuple[Tensor, Tensor | None]:
     """(B, C, T) -> (B, ceil(T / size), C * size): every ``size`` steps read as one step of
-    ``C * size`` features (the last window zero-padded), with each series' number of such steps.
-    Unlike :func:`windows`, which keeps whole windows only, no step of a series is dropped."""
-    B, C, T = x.shape
-    n = -(-T // size)
-    x = pad_to(zero_padding(x, lengths), n * size)
-    seq = x.view(B, C, n, size).permute(0, 2, 1, 3).reshape(B, n, C * size)
-    if lengths is None:
-        return seq, None
-    return seq, torch.div(lengths + size - 1, size, rounding_mode="floor").clamp(1, n)
+    ``C * size`` features (non-overlapping :func:`windows`, flattened), with each series' number
+    of such steps."""
+    w, n_valid = windows(x, lengths, size, size)  # (B, N, C, size)
+    return w.flatten(2), n_valid
 
 
 class FeatureExtractor(nn.Module):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hybridsearch.models import HYBRIDS, TOPOLOGIES
-from hybridsearch.models.topologies import fold_steps
+from hybridsearch.models.topologies import fold_steps, windows
 from hybridsearch.module import HybridModule
 from hybridsearch.search_space import count_parameters
 
@@ -158,6 +158,31 @@ def test_dimension_shuffle_rejects_series_longer_than_seq_len() -> None:
     model = make("parallel", 1, 2, dimension_shuffle=True)
     with pytest.raises(ValueError, match="seq_len"):
         model(torch.randn(2, 1, SEQ + 5))
+
+
+def test_windows_cover_every_step_of_each_series() -> None:
+    """Windows of 8 every 4 steps: a series' last window runs past its end, zero-padded, so that
+    no step is dropped (37 steps: 9 windows, the last holding steps 32-36 and three zeros)."""
+    x = torch.arange(1, 2 * 40 + 1, dtype=torch.float32).view(2, 1, 40)
+    w, n = windows(x, torch.tensor([40, 37]), 8, 4)
+    assert w.shape == (2, 9, 1, 8) and n.tolist() == [9, 9]
+    torch.testing.assert_close(w[1, 8, 0, :5], x[1, 0, 32:37])
+    assert w[1, 8, 0, 5:].eq(0).all()
+    assert windows(x[:, :, :5], torch.tensor([5, 3]), 8, 4)[1].tolist() == [1, 1]  # shorter than a window
+
+
+@pytest.mark.parametrize("topology", ["feature_extractor", "conv_gated"])
+def test_the_last_steps_of_a_series_reach_the_output(topology: str) -> None:
+    """Windows of 16 over 40 steps: the last 8 steps lie past the last whole window, and still
+    change what the model says."""
+    model = make(topology, 1, 3, patch_len=16).eval()
+    x = torch.randn(2, 1, SEQ)
+    changed = x.clone()
+    changed[:, :, -8:] += 3.0
+    with torch.no_grad():
+        assert (model(x) - model(changed)).abs().amax() > 1e-3
+        lengths = torch.tensor([SEQ, 36])
+        assert (model(x, lengths)[1] - model(changed, lengths)[1]).abs().amax() > 1e-3  # steps 32-35 of 36
 
 
 def test_window_longer_than_series_is_padded_to_one_window() -> None:
